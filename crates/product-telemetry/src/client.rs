@@ -1,0 +1,423 @@
+//! The PostHog client layer: explicit distinct ids, queueing, batching and delivery.
+//!
+//! [`Client`] knows nothing about consent or install ids; it sends what it is given.
+//! [`ProductTelemetry`](crate::ProductTelemetry) builds on it. `capture` checks a flag,
+//! stamps the time and moves the event into a bounded channel (bounded in count and
+//! in estimated bytes): no serialisation, no I/O, no lock held across anything slow.
+//! One named background thread ([`worker`](crate::worker)) does the rest.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use product_telemetry::{Client, DynamicEvent, Message};
+//!
+//! let client = Client::builder("phc_project_key_placeholder")
+//!     .host("https://eu.i.posthog.com")
+//!     .build()?;
+//! client.capture("user-42", DynamicEvent::new("signed_up").property("plan", "free"));
+//! client.enqueue(Message::new("user-42", DynamicEvent::new("logged_in")));
+//! client.shutdown(Duration::from_secs(2))?;
+//! # Ok::<(), product_telemetry::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::event::{BoxedEvent, Event, Properties};
+use crate::stats::{Counters, Stats};
+use crate::transport::{HttpTransport, Transport, batch_url};
+use crate::worker::Worker;
+
+/// The default PostHog host (EU ingestion), as in the reference.
+pub const DEFAULT_HOST: &str = "https://eu.i.posthog.com";
+
+/// Set to a true-like value to print every event's JSON to stderr as it is queued for
+/// sending.
+pub const DEBUG_ENV: &str = "PRODUCT_TELEMETRY_DEBUG";
+
+/// One event for a specific distinct id, with an optional timestamp and uuid.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use product_telemetry::{DynamicEvent, Message};
+/// let message = Message::new("user-1", DynamicEvent::new("imported"))
+///     .timestamp(SystemTime::UNIX_EPOCH)
+///     .uuid(uuid::Uuid::now_v7());
+/// ```
+#[derive(Debug)]
+pub struct Message {
+    pub(crate) event: BoxedEvent,
+    pub(crate) distinct_id: Arc<str>,
+    pub(crate) timestamp: SystemTime,
+    pub(crate) uuid: Option<Uuid>,
+}
+
+impl Message {
+    /// A message stamped with the current time; its uuid (v7) is assigned by the worker.
+    pub fn new(distinct_id: impl Into<Arc<str>>, event: impl Event) -> Self {
+        Message::boxed(distinct_id.into(), BoxedEvent::new(event))
+    }
+
+    pub(crate) fn boxed(distinct_id: Arc<str>, event: BoxedEvent) -> Self {
+        Message {
+            event,
+            distinct_id,
+            timestamp: SystemTime::now(),
+            uuid: None,
+        }
+    }
+
+    /// When the event happened (default: when the message was made).
+    pub fn timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// Fixes the event's uuid (default: a UUID v7 from the timestamp).
+    pub fn uuid(mut self, uuid: Uuid) -> Self {
+        self.uuid = Some(uuid);
+        self
+    }
+}
+
+/// Configures and starts a [`Client`].
+pub struct ClientBuilder {
+    pub(crate) api_key: String,
+    pub(crate) host: String,
+    pub(crate) flush_at: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_queue_events: usize,
+    pub(crate) max_queue_bytes: usize,
+    pub(crate) max_retries: u32,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) gzip: bool,
+    pub(crate) properties: Properties,
+    pub(crate) debug: bool,
+    transport: Option<Box<dyn Transport>>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("host", &self.host)
+            .field("flush_at", &self.flush_at)
+            .field("flush_interval", &self.flush_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    fn new(api_key: impl Into<String>) -> Self {
+        let mut properties = Properties::new();
+        properties.insert("$lib".into(), Value::from(crate::LIB_NAME));
+        properties.insert("$lib_version".into(), Value::from(crate::LIB_VERSION));
+        ClientBuilder {
+            api_key: api_key.into(),
+            host: DEFAULT_HOST.to_string(),
+            flush_at: 100,
+            flush_interval: Duration::from_secs(1),
+            max_queue_events: 10_000,
+            max_queue_bytes: 8 * 1024 * 1024,
+            max_retries: 3,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            gzip: true,
+            properties,
+            debug: std::env::var(DEBUG_ENV).is_ok_and(|v| crate::is_true_like(&v)),
+            transport: None,
+        }
+    }
+
+    /// The PostHog host: `https://…`, or `http://` to a loopback address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Send as soon as this many events are waiting (1–100, default 100).
+    pub fn flush_at(mut self, events: usize) -> Self {
+        self.flush_at = events.clamp(1, crate::batch::MAX_BATCH_EVENTS);
+        self
+    }
+
+    /// Send waiting events at least this often (default 1 s).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// The most events waiting in memory (default 10 000); beyond it new events are
+    /// dropped and counted.
+    pub fn max_queue_events(mut self, events: usize) -> Self {
+        self.max_queue_events = events.max(1);
+        self
+    }
+
+    /// The most bytes waiting in memory, estimated before serialisation and exact after
+    /// (default 8 MiB).
+    pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queue_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Retries of a batch after a transient failure (default 3).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The first retry delay, doubled each retry up to `max` (default 500 ms and 30 s).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max.max(base);
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 60 s).
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// TCP/TLS connect timeout (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Overall timeout of one request (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Gzip request bodies (default on).
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// A property added to every event that does not set it itself.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Print each event's JSON to stderr (default: from [`DEBUG_ENV`]).
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self
+    }
+
+    /// Replaces the HTTP transport (for tests, or to observe requests).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Validates the configuration and starts the worker thread.
+    pub fn build(mut self) -> Result<Client, Error> {
+        crate::validate_api_key(&self.api_key)?;
+        let url = batch_url(&self.host)?;
+        let transport = self
+            .transport
+            .take()
+            .unwrap_or_else(|| Box::new(HttpTransport::new(self.connect_timeout)));
+        let (tx, rx) = mpsc::sync_channel(self.max_queue_events);
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            queued_bytes: AtomicUsize::new(0),
+            max_queue_bytes: self.max_queue_bytes,
+            wake_pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            warned_full: AtomicBool::new(false),
+            control: Mutex::new(Control::default()),
+        });
+        let worker = Worker::new(self, url, transport, rx, Arc::clone(&shared));
+        std::thread::Builder::new()
+            .name("product-telemetry".into())
+            .spawn(move || worker.run())
+            .map_err(Error::Spawn)?;
+        Ok(Client {
+            inner: Arc::new(ClientInner { tx, shared }),
+        })
+    }
+}
+
+/// What the capturing threads and the worker share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    /// Estimated bytes of events in the channel.
+    pub(crate) queued_bytes: AtomicUsize,
+    pub(crate) max_queue_bytes: usize,
+    /// A wake message is in the channel; don't send another.
+    pub(crate) wake_pending: AtomicBool,
+    /// Shutdown began: new events are refused.
+    pub(crate) closed: AtomicBool,
+    warned_full: AtomicBool,
+    pub(crate) control: Mutex<Control>,
+}
+
+impl Shared {
+    pub(crate) fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Requests from the API threads to the worker.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pub(crate) flushes: Vec<Waiter>,
+    pub(crate) shutdown: Option<Waiter>,
+}
+
+/// Someone waiting for the worker, until `deadline`.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) deadline: Instant,
+    pub(crate) reply: mpsc::Sender<u64>,
+}
+
+/// What travels in the channel.
+pub(crate) enum Envelope {
+    Event { message: Message, size: usize },
+    Wake,
+}
+
+#[derive(Debug)]
+struct ClientInner {
+    tx: SyncSender<Envelope>,
+    shared: Arc<Shared>,
+}
+
+/// A PostHog client: a handle on the queue and its background worker.
+///
+/// Cheap to clone; every clone feeds the same worker. Dropping the last clone lets the
+/// worker deliver what it holds (within the request timeout) and stop; call
+/// [`shutdown`](Self::shutdown) to wait for that with a bound.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl Client {
+    /// Starts configuring a client for the project `api_key`.
+    pub fn builder(api_key: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(api_key)
+    }
+
+    /// Captures `event` for `distinct_id`. Never blocks, never fails: when the queue is
+    /// full or the client is shut down, the event is dropped and counted.
+    pub fn capture(&self, distinct_id: impl Into<Arc<str>>, event: impl Event) {
+        self.enqueue(Message::new(distinct_id, event));
+    }
+
+    /// Queues a prepared message. Never blocks, never fails.
+    pub fn enqueue(&self, message: Message) {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Relaxed) {
+            Counters::add(&shared.counters.dropped_after_shutdown, 1);
+            return;
+        }
+        Counters::add(&shared.counters.captured, 1);
+        let size = message.event.size_hint() + message.distinct_id.len() + 64;
+        let before = shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if before + size > shared.max_queue_bytes {
+            shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.dropped_full();
+            return;
+        }
+        match self.inner.tx.try_send(Envelope::Event { message, size }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                self.dropped_full();
+            }
+        }
+    }
+
+    fn dropped_full(&self) {
+        let shared = &self.inner.shared;
+        Counters::add(&shared.counters.dropped_queue_full, 1);
+        if !shared.warned_full.swap(true, Ordering::Relaxed) {
+            log::warn!("telemetry queue is full; events are being dropped");
+        }
+    }
+
+    /// Delivers everything captured so far, waiting at most `timeout`.
+    ///
+    /// Returns `Ok` when every event has been acknowledged, [`Error::Undelivered`]
+    /// when some could not be (the endpoint refused them, or retries are still pending
+    /// past the timeout), [`Error::Timeout`] when the worker did not answer in time.
+    /// Work goes on in the background either way.
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let (reply, answer) = mpsc::channel();
+        let deadline = Instant::now() + timeout;
+        self.inner
+            .shared
+            .control()
+            .flushes
+            .push(Waiter { deadline, reply });
+        self.wake();
+        wait(&answer, timeout)
+    }
+
+    /// Stops accepting events, delivers what is queued and stops the worker, waiting at
+    /// most `timeout`. Whatever is still undelivered at the deadline is counted in
+    /// [`Stats::dropped_at_shutdown`]. Calling it again returns at once.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        let shared = &self.inner.shared;
+        if shared.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (reply, answer) = mpsc::channel();
+        let deadline = Instant::now() + timeout;
+        shared.control().shutdown = Some(Waiter { deadline, reply });
+        self.wake();
+        wait(&answer, timeout)
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shared.closed.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the worker unless a wake is already on its way. A full channel needs no
+    /// wake: the worker is busy and will look at the control requests soon.
+    fn wake(&self) {
+        let shared = &self.inner.shared;
+        if !shared.wake_pending.swap(true, Ordering::AcqRel)
+            && self.inner.tx.try_send(Envelope::Wake).is_err()
+        {
+            shared.wake_pending.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn wait(answer: &mpsc::Receiver<u64>, timeout: Duration) -> Result<(), Error> {
+    match answer.recv_timeout(timeout) {
+        Ok(0) => Ok(()),
+        Ok(undelivered) => Err(Error::Undelivered { undelivered }),
+        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::ShutDown),
+    }
+}

@@ -1,0 +1,428 @@
+//! The anonymous telemetry service: consent, the install id and common properties on
+//! top of the [`Client`].
+//!
+//! [`ProductTelemetry`] is the Rust form of the reference's `ProductTelemetry`. An
+//! application usually initialises the process-wide instance once with [`init`] and
+//! captures through [`capture`]; tests build their own instances with
+//! [`ProductTelemetry::new`].
+//!
+//! When consent is withheld nothing is created: no id file, no thread, no socket, and
+//! `capture` is a single check.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
+use crate::consent::Consent;
+use crate::event::{BoxedEvent, Event};
+use crate::identity::{UserId, user_id_path};
+use crate::stats::Stats;
+use crate::telemetry::Telemetry;
+use crate::{Environment, Error, ProjectKey};
+
+/// The property carrying the application's version, as the reference names it.
+pub const DEFAULT_VERSION_PROPERTY: &str = "sdk_version";
+/// How long the guard returned by [`init`] waits for delivery when dropped.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+type ClientOptions = Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + Send>;
+
+/// What an application says about its telemetry.
+///
+/// ```
+/// use product_telemetry::{ProjectKey, TelemetryConfig};
+/// let config = TelemetryConfig::new("myapp", "phc_project_key_placeholder")
+///     .app_version("1.4.0")
+///     .info_url("https://example.com/telemetry");
+/// let per_env = TelemetryConfig::new(
+///     "myapp",
+///     ProjectKey::per_environment("MYAPP_API_ENDPOINT", "phc_local", "phc_staging", "phc_prod"),
+/// );
+/// ```
+pub struct TelemetryConfig {
+    pub(crate) app: String,
+    api_key: ProjectKey,
+    host: String,
+    app_version: Option<String>,
+    version_property: String,
+    info_url: Option<String>,
+    enabled: Option<bool>,
+    person_profiles: bool,
+    geoip: bool,
+    send_ip: bool,
+    pub(crate) env: Environment,
+    shutdown_timeout: Duration,
+    client_options: Option<ClientOptions>,
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("app", &self.app)
+            .field("host", &self.host)
+            .field("app_version", &self.app_version)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryConfig {
+    /// Telemetry for `app` (which names its cache folder) sent to the project `api_key`.
+    pub fn new(app: impl Into<String>, api_key: impl Into<ProjectKey>) -> Self {
+        TelemetryConfig {
+            app: app.into(),
+            api_key: api_key.into(),
+            host: DEFAULT_HOST.to_string(),
+            app_version: None,
+            version_property: DEFAULT_VERSION_PROPERTY.to_string(),
+            info_url: None,
+            enabled: None,
+            person_profiles: false,
+            geoip: false,
+            send_ip: false,
+            env: Environment::process(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            client_options: None,
+        }
+    }
+
+    /// The PostHog host (default [`DEFAULT_HOST`]).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The application's version, sent as `sdk_version` (see
+    /// [`version_property`](Self::version_property)).
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
+    /// The property name for the application's version (default `sdk_version`).
+    pub fn version_property(mut self, name: impl Into<String>) -> Self {
+        self.version_property = name.into();
+        self
+    }
+
+    /// A page explaining the app's telemetry, given in the one log line at start-up.
+    pub fn info_url(mut self, url: impl Into<String>) -> Self {
+        self.info_url = Some(url.into());
+        self
+    }
+
+    /// The application's own switch: `false` turns telemetry off whatever else is set;
+    /// `true` leaves the decision to the user's settings.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = Some(enabled);
+        self
+    }
+
+    /// Let PostHog build a person profile per install (`$process_person_profile`).
+    /// Default off: anonymous telemetry needs none.
+    pub fn person_profiles(mut self, on: bool) -> Self {
+        self.person_profiles = on;
+        self
+    }
+
+    /// Let PostHog look up the sender's location (`$geoip_disable`). Default off.
+    pub fn geoip(mut self, on: bool) -> Self {
+        self.geoip = on;
+        self
+    }
+
+    /// Let PostHog store the connection's IP address. Default off: events carry
+    /// `$ip: "0.0.0.0"`, which stops the server from recording the real one.
+    pub fn send_ip(mut self, on: bool) -> Self {
+        self.send_ip = on;
+        self
+    }
+
+    /// Where environment variables are read from (default: the process environment).
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// How long the [`init`] guard waits for delivery when dropped (default 1 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Tunes the underlying [`ClientBuilder`] (batch size, intervals, timeouts, transport).
+    ///
+    /// ```
+    /// # use product_telemetry::TelemetryConfig;
+    /// use std::time::Duration;
+    /// let config = TelemetryConfig::new("myapp", "phc_placeholder")
+    ///     .client_options(|client| client.flush_interval(Duration::from_millis(200)));
+    /// ```
+    pub fn client_options(
+        mut self,
+        options: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
+    ) -> Self {
+        self.client_options = Some(Box::new(options));
+        self
+    }
+
+    /// The consent these settings lead to (reads only the environment).
+    pub fn consent(&self) -> Consent {
+        Consent::decide(self.enabled, &self.env)
+    }
+
+    /// The id file this app uses.
+    pub fn user_id_path(&self) -> Option<PathBuf> {
+        user_id_path(&self.app, &self.env)
+    }
+
+    /// The project key selected in this environment.
+    pub fn resolved_api_key(&self) -> &str {
+        self.api_key.resolve(&self.env)
+    }
+
+    /// The configured host.
+    pub fn host_url(&self) -> &str {
+        &self.host
+    }
+
+    /// The application's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    fn client_builder(&mut self) -> ClientBuilder {
+        let mut builder = Client::builder(self.api_key.resolve(&self.env))
+            .host(self.host.clone())
+            .property("$process_person_profile", self.person_profiles);
+        if !self.geoip {
+            builder = builder.property("$geoip_disable", true);
+        }
+        if !self.send_ip {
+            builder = builder.property("$ip", "0.0.0.0");
+        }
+        if let Some(version) = &self.app_version {
+            builder =
+                builder.property(self.version_property.clone(), Value::from(version.as_str()));
+        }
+        match self.client_options.take() {
+            Some(options) => options(builder),
+            None => builder,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Active {
+    client: Client,
+    distinct_id: Arc<str>,
+    user_id: UserId,
+}
+
+/// The anonymous telemetry service.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use product_telemetry::{DynamicEvent, ProductTelemetry, TelemetryConfig};
+///
+/// let telemetry = ProductTelemetry::new(TelemetryConfig::new("myapp", "phc_placeholder"));
+/// telemetry.capture(DynamicEvent::new("command_run").property("command", "build"));
+/// telemetry.shutdown(Duration::from_secs(1)).ok();
+/// ```
+#[derive(Debug)]
+pub struct ProductTelemetry {
+    app: String,
+    consent: Consent,
+    active: Option<Active>,
+    shutdown_timeout: Duration,
+}
+
+impl ProductTelemetry {
+    /// Decides consent and, when enabled, reads or creates the install id and starts the
+    /// worker. Never fails: a configuration error is logged and leaves telemetry off.
+    pub fn new(mut config: TelemetryConfig) -> Self {
+        let consent = config.consent();
+        let mut telemetry = ProductTelemetry {
+            app: config.app.clone(),
+            consent,
+            active: None,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        if !telemetry.consent.is_enabled() {
+            log::debug!("Telemetry disabled: {}", telemetry.consent);
+            return telemetry;
+        }
+        let client = match config.client_builder().build() {
+            Ok(client) => client,
+            Err(error) => {
+                log::warn!("telemetry for {} is off: {error}", config.app);
+                return telemetry;
+            }
+        };
+        let user_id = UserId::resolve(config.user_id_path().as_deref());
+        match &config.info_url {
+            Some(url) => {
+                log::info!("Anonymized telemetry is enabled. See {url} for more information.")
+            }
+            None => log::info!(
+                "Anonymized telemetry is enabled for {}. Set ANONYMIZED_TELEMETRY=false or DO_NOT_TRACK=1 to turn it off.",
+                config.app
+            ),
+        }
+        telemetry.active = Some(Active {
+            client,
+            distinct_id: Arc::from(user_id.as_str()),
+            user_id,
+        });
+        telemetry
+    }
+
+    /// Captures an event. Never blocks, never panics, never fails.
+    #[inline]
+    pub fn capture<E: Event>(&self, event: E) {
+        if let Some(active) = &self.active {
+            active.client.enqueue(Message::boxed(
+                Arc::clone(&active.distinct_id),
+                BoxedEvent::new(event),
+            ));
+        }
+    }
+
+    /// Whether events are being collected.
+    pub fn is_enabled(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The consent decision and what decided it.
+    pub fn consent(&self) -> &Consent {
+        &self.consent
+    }
+
+    /// The application's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The anonymous id events are sent with (`None` when disabled: no id is created).
+    pub fn user_id(&self) -> Option<&UserId> {
+        self.active.as_ref().map(|a| &a.user_id)
+    }
+
+    /// The underlying PostHog client (`None` when disabled).
+    pub fn client(&self) -> Option<&Client> {
+        self.active.as_ref().map(|a| &a.client)
+    }
+
+    /// Counters (all zero when disabled).
+    pub fn stats(&self) -> Stats {
+        self.client().map(Client::stats).unwrap_or_default()
+    }
+
+    /// Delivers everything captured so far, waiting at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        self.client().ok_or(Error::Disabled)?.flush(timeout)
+    }
+
+    /// Delivers what is queued and stops, waiting at most `timeout`.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        self.client().ok_or(Error::Disabled)?.shutdown(timeout)
+    }
+}
+
+impl Telemetry for ProductTelemetry {
+    fn capture_boxed(&self, event: BoxedEvent) {
+        if let Some(active) = &self.active {
+            active
+                .client
+                .enqueue(Message::boxed(Arc::clone(&active.distinct_id), event));
+        }
+    }
+}
+
+static GLOBAL: OnceLock<ProductTelemetry> = OnceLock::new();
+
+/// Initialises the process-wide service. Returns a guard that shuts it down, within
+/// the configured bound, when dropped (keep it alive in `main`).
+///
+/// A second call is harmless: it changes nothing, logs a warning and returns an inert
+/// guard. Use [`try_init`] to be told instead.
+///
+/// ```no_run
+/// use product_telemetry::{DynamicEvent, TelemetryConfig};
+///
+/// fn main() {
+///     let _telemetry = product_telemetry::init(
+///         TelemetryConfig::new("myapp", "phc_project_key_placeholder").app_version("1.0.0"),
+///     );
+///     product_telemetry::capture(DynamicEvent::new("app_started"));
+/// } // the guard delivers what is queued, for at most 1 s
+/// ```
+pub fn init(config: TelemetryConfig) -> TelemetryGuard {
+    match try_init(config) {
+        Ok(guard) => guard,
+        Err(_) => {
+            log::warn!("telemetry is already initialised; this init() changed nothing");
+            TelemetryGuard { owner: None }
+        }
+    }
+}
+
+/// Like [`init`], but a second call returns [`AlreadyInitialised`].
+pub fn try_init(config: TelemetryConfig) -> Result<TelemetryGuard, AlreadyInitialised> {
+    let mut created = false;
+    let telemetry = GLOBAL.get_or_init(|| {
+        created = true;
+        ProductTelemetry::new(config)
+    });
+    if created {
+        Ok(TelemetryGuard {
+            owner: Some(telemetry),
+        })
+    } else {
+        Err(AlreadyInitialised)
+    }
+}
+
+/// The process-wide service was initialised before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("telemetry is already initialised")]
+pub struct AlreadyInitialised;
+
+/// The process-wide service, if [`init`] was called.
+pub fn global() -> Option<&'static ProductTelemetry> {
+    GLOBAL.get()
+}
+
+/// Captures an event with the process-wide service; does nothing before [`init`].
+#[inline]
+pub fn capture<E: Event>(event: E) {
+    if let Some(telemetry) = GLOBAL.get() {
+        telemetry.capture(event);
+    }
+}
+
+/// Shuts the process-wide service down when dropped, waiting at most its
+/// `shutdown_timeout`.
+#[must_use = "dropping the guard shuts telemetry down at once"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    owner: Option<&'static ProductTelemetry>,
+}
+
+impl TelemetryGuard {
+    /// The service this guard owns (`None` for the inert guard of a second `init`).
+    pub fn telemetry(&self) -> Option<&'static ProductTelemetry> {
+        self.owner
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(telemetry) = self.owner {
+            let _ = telemetry.shutdown(telemetry.shutdown_timeout);
+        }
+    }
+}
