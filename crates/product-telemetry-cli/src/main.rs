@@ -1,1 +1,49 @@
-fn main() {}
+//! `product-telemetry`: anonymized telemetry from shell scripts and installers, and a
+//! window onto what the library does on this machine.
+//!
+//! The binary is thin: argument parsing here, each command in its own module, all the
+//! behaviour in the `product-telemetry` library (and the collector crate).
+
+mod capture;
+mod options;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::options::GlobalOptions;
+
+/// Anonymized, opt-out product telemetry for programs and scripts.
+///
+/// Telemetry is off when ANONYMIZED_TELEMETRY is false/0/no/off or DO_NOT_TRACK is 1.
+#[derive(Debug, Parser)]
+#[command(name = "product-telemetry", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture one event and deliver it (waits at most --timeout; always exits 0).
+    Capture(capture::CaptureArgs),
+    /// Show whether telemetry is on and why, the id file and id, host and app.
+    Status(status::StatusArgs),
+    /// Print the anonymous id (creating it when telemetry is enabled).
+    UserId,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Capture(args) => capture::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, &args),
+        Command::UserId => status::user_id(&cli.global),
+    }
+}

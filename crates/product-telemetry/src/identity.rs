@@ -153,6 +153,30 @@ pub enum IdentityError {
     LockTimeout(PathBuf),
 }
 
+/// What is at the id file, without creating or changing anything.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum IdFileState {
+    /// No file yet: it is created on the first enabled run.
+    Missing,
+    /// A valid id.
+    Valid(Uuid),
+    /// Something other than a UUID: it will be replaced.
+    Invalid,
+    /// The file cannot be read.
+    Unreadable(io::Error),
+}
+
+/// Looks at the id file without touching it (for status displays).
+pub fn inspect(path: &Path) -> IdFileState {
+    match read_id(path) {
+        Ok(Some(id)) => IdFileState::Valid(id),
+        Ok(None) => IdFileState::Invalid,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => IdFileState::Missing,
+        Err(e) => IdFileState::Unreadable(e),
+    }
+}
+
 /// Reads the id at `path`, creating or repairing the file as needed.
 pub fn load_or_create(path: &Path) -> Result<(Uuid, IdOrigin), IdentityError> {
     let io_err = |source| IdentityError::Io {

@@ -1,0 +1,45 @@
+//! Options shared by every command, from flags or `PRODUCT_TELEMETRY_*` variables, and
+//! the library configuration they describe.
+
+use clap::Args;
+use product_telemetry::{DEFAULT_HOST, TelemetryConfig};
+
+/// The app, host, key and version telemetry is sent with.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalOptions {
+    /// The application's name: it names the cache folder holding the id.
+    #[arg(
+        long,
+        global = true,
+        env = "PRODUCT_TELEMETRY_APP",
+        default_value = "product-telemetry"
+    )]
+    pub(crate) app: String,
+    /// The PostHog (or compatible) host: https, or http to a loopback address.
+    #[arg(long, global = true, env = "PRODUCT_TELEMETRY_HOST", default_value = DEFAULT_HOST)]
+    pub(crate) host: String,
+    /// The project API key (phc_…).
+    #[arg(
+        long,
+        global = true,
+        env = "PRODUCT_TELEMETRY_API_KEY",
+        hide_env_values = true
+    )]
+    pub(crate) api_key: Option<String>,
+    /// The application's version, sent as `sdk_version`.
+    #[arg(long, global = true, env = "PRODUCT_TELEMETRY_APP_VERSION")]
+    pub(crate) app_version: Option<String>,
+}
+
+impl GlobalOptions {
+    /// The library configuration for these options (the key may be empty).
+    pub(crate) fn config(&self) -> TelemetryConfig {
+        let mut config =
+            TelemetryConfig::new(self.app.clone(), self.api_key.clone().unwrap_or_default())
+                .host(self.host.clone());
+        if let Some(version) = &self.app_version {
+            config = config.app_version(version.clone());
+        }
+        config
+    }
+}

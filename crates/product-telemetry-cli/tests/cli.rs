@@ -1,0 +1,213 @@
+//! The `product-telemetry` binary end to end: delivery to a loopback server, opt-out,
+//! status, user-id and usage errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use test_server::TestServer;
+
+const KEY: &str = "phc_test_placeholder_key";
+
+fn cli(cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_product-telemetry"));
+    command
+        .env_clear()
+        .env("HOME", cache.join("home"))
+        .env("XDG_CACHE_HOME", cache)
+        .args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run product-telemetry")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn capture_delivers_properties_with_the_shared_id() {
+    let server = TestServer::ok();
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let out = cli(
+        cache.path(),
+        &[
+            "--app",
+            "installer",
+            "--host",
+            &url,
+            "--api-key",
+            KEY,
+            "--app-version",
+            "2.0.1",
+            "capture",
+            "install_finished",
+            "--prop",
+            "target=linux",
+            "--prop",
+            "note=a=b",
+            "--props-json",
+            r#"{"duration_ms": 1520, "target": "overridden"}"#,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = server.events();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event["event"], "install_finished");
+    assert_eq!(event["properties"]["target"], "linux");
+    assert_eq!(event["properties"]["note"], "a=b");
+    assert_eq!(event["properties"]["duration_ms"], 1520);
+    assert_eq!(event["properties"]["sdk_version"], "2.0.1");
+    let id = std::fs::read_to_string(cache.path().join("installer/telemetry_user_id")).unwrap();
+    assert_eq!(event["distinct_id"], id.as_str());
+
+    let printed = cli(cache.path(), &["--app", "installer", "user-id"], &[]);
+    assert_eq!(stdout(&printed).trim(), id);
+}
+
+#[test]
+fn options_can_come_from_the_environment() {
+    let server = TestServer::ok();
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let out = cli(
+        cache.path(),
+        &["capture", "from_env"],
+        &[
+            ("PRODUCT_TELEMETRY_APP", "envapp"),
+            ("PRODUCT_TELEMETRY_HOST", &url),
+            ("PRODUCT_TELEMETRY_API_KEY", KEY),
+            ("PRODUCT_TELEMETRY_APP_VERSION", "0.0.9"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = server.events();
+    assert_eq!(events[0]["properties"]["sdk_version"], "0.0.9");
+    assert!(cache.path().join("envapp/telemetry_user_id").exists());
+}
+
+#[test]
+fn opted_out_capture_writes_nothing_and_connects_nowhere() {
+    for (var, value) in [("DO_NOT_TRACK", "1"), ("ANONYMIZED_TELEMETRY", "off")] {
+        let server = TestServer::ok();
+        let cache = tempfile::tempdir().unwrap();
+        let url = server.url();
+        let out = cli(
+            cache.path(),
+            &["--host", &url, "--api-key", KEY, "capture", "e"],
+            &[(var, value)],
+        );
+        assert!(out.status.success());
+        assert_eq!(server.connections(), 0);
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "{var}");
+        assert!(stdout(&out).is_empty());
+
+        let status = cli(cache.path(), &["status"], &[(var, value)]);
+        assert!(stdout(&status).contains(&format!("telemetry: disabled ({var}={value})")));
+        let user_id = cli(cache.path(), &["user-id"], &[(var, value)]);
+        assert!(!user_id.status.success());
+        assert_eq!(
+            std::fs::read_dir(cache.path()).unwrap().count(),
+            0,
+            "status and user-id create nothing"
+        );
+    }
+}
+
+#[test]
+fn capture_exits_zero_quickly_when_delivery_fails() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = tempfile::tempdir().unwrap();
+    let host = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    let out = cli(
+        cache.path(),
+        &[
+            "--host",
+            &host,
+            "--api-key",
+            KEY,
+            "capture",
+            "e",
+            "--timeout",
+            "300ms",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        stderr(&out).is_empty(),
+        "silent by default: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let cache = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--api-key", KEY, "capture", "e", "--prop", "novalue"],
+            "KEY=VALUE",
+        ),
+        (
+            &["--api-key", KEY, "capture", "e", "--prop", "=v"],
+            "KEY=VALUE",
+        ),
+        (
+            &["--api-key", KEY, "capture", "e", "--props-json", "{oops"],
+            "invalid JSON",
+        ),
+        (
+            &["--api-key", KEY, "capture", "e", "--props-json", "[1]"],
+            "JSON object",
+        ),
+        (&["--api-key", KEY, "capture", ""], "event name"),
+        (
+            &["--api-key", KEY, "capture", "e", "--timeout", "soon"],
+            "timeout",
+        ),
+        (&["capture", "e"], "API key"),
+        (&["capture"], "EVENT"),
+    ];
+    for (args, needle) in cases {
+        let out = cli(cache.path(), args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn status_reports_the_decision_the_file_and_the_id() {
+    let cache = tempfile::tempdir().unwrap();
+    let before = cli(cache.path(), &["--app", "st", "status", "--json"], &[]);
+    let json: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
+    assert_eq!(json["enabled"], true);
+    assert_eq!(json["decided_by"], "enabled (default)");
+    assert_eq!(json["id_state"], "not created yet");
+    assert_eq!(json["host"], "https://eu.i.posthog.com");
+    assert!(!cache.path().join("st").exists(), "status creates nothing");
+
+    let id = stdout(&cli(cache.path(), &["--app", "st", "user-id"], &[]));
+    let text = stdout(&cli(cache.path(), &["--app", "st", "status"], &[]));
+    assert!(text.contains("telemetry: enabled (default)"), "{text}");
+    assert!(
+        text.contains(&format!("user id:   {} (saved)", id.trim())),
+        "{text}"
+    );
+    assert!(text.contains("st/telemetry_user_id"), "{text}");
+}
