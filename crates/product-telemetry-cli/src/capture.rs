@@ -60,10 +60,11 @@ pub(crate) fn run(global: &GlobalOptions, args: CaptureArgs) -> ExitCode {
     }
     let telemetry = ProductTelemetry::new(global.config());
     telemetry.capture(DynamicEvent::with_properties(args.event, properties));
-    if telemetry.is_enabled() {
-        if let Err(error) = telemetry.shutdown(args.timeout) {
-            log::debug!("event not delivered: {error}");
-        }
+    if let Some(Err(error)) = telemetry
+        .is_enabled()
+        .then(|| telemetry.shutdown(args.timeout))
+    {
+        log::debug!("event not delivered: {error}");
     }
     ExitCode::SUCCESS
 }
