@@ -1,0 +1,145 @@
+//! Collector ingest throughput: gzip batches of 100 events (about ten properties each) posted
+//! to `/batch/` over loopback from a few client threads, stored in a temporary SQLite file.
+//!
+//! Run: `cargo bench -p product-telemetry-collector --bench ingest`
+//! Knobs (environment): `BENCH_REQUESTS` (default 3000), `BENCH_CLIENTS` (default 4).
+//!
+//! Bodies are built and compressed before the clock starts, so the figure is the collector's
+//! (HTTP, gunzip, JSON, validation, SQLite commit) plus the clients' HTTP cost. It ends by
+//! checking that the database holds exactly the events sent, and fails otherwise.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use product_telemetry_collector::{CollectorConfig, RunningCollector, Store};
+use serde_json::json;
+use uuid::Uuid;
+
+const EVENTS_PER_REQUEST: usize = 100;
+const KEY: &str = "phc_bench";
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ingest bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
+    let requests = env_number("BENCH_REQUESTS", 3000);
+    let clients = env_number("BENCH_CLIENTS", 4).max(1);
+    let total_events = requests * EVENTS_PER_REQUEST;
+
+    let bodies: Vec<Vec<u8>> = (0..requests).map(batch_body).collect::<Result<_, _>>()?;
+    let wire_bytes: usize = bodies.iter().map(Vec::len).sum();
+
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bench.sqlite");
+    let collector = RunningCollector::start(
+        "127.0.0.1:0".parse()?,
+        CollectorConfig::new(&db).with_project_key(KEY),
+    )?;
+    let url = format!("{}/batch/", collector.url());
+
+    let started = Instant::now();
+    let chunk = requests.div_ceil(clients);
+    let outcome: Result<(), String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = bodies
+            .chunks(chunk)
+            .map(|mine| scope.spawn(|| post_all(&url, mine)))
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| "client thread panicked".to_string())?)
+    });
+    outcome?;
+    let elapsed = started.elapsed();
+    collector.shutdown()?;
+
+    let stored = Store::open(&db)?.count()?;
+    if stored != total_events as u64 {
+        return Err(format!("stored {stored} events, sent {total_events}").into());
+    }
+    let per_second = total_events as f64 / elapsed.as_secs_f64();
+    println!(
+        "ingest: {total_events} events in {requests} gzip batches of {EVENTS_PER_REQUEST} \
+         ({:.1} MiB on the wire) from {clients} clients: {:.2} s, {per_second:.0} events/s \
+         (stored count verified)",
+        wire_bytes as f64 / (1024.0 * 1024.0),
+        elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
+fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    for body in bodies {
+        let response = agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .send(&body[..])
+            .map_err(|e| e.to_string())?;
+        if response.status() != 200 {
+            return Err(format!("collector answered {}", response.status()));
+        }
+    }
+    Ok(())
+}
+
+/// One gzip batch of 100 events, each with about ten properties, unique uuids (v7).
+fn batch_body(request: usize) -> Result<Vec<u8>, std::io::Error> {
+    const NAMES: [&str; 5] = [
+        "command_run",
+        "app_started",
+        "app_exited",
+        "feature_used",
+        "error_seen",
+    ];
+    let now = jiff::Timestamp::now().to_string();
+    let events: Vec<_> = (0..EVENTS_PER_REQUEST)
+        .map(|i| {
+            json!({
+                "event": NAMES[i % NAMES.len()],
+                "distinct_id": format!("install-{}", request % 50),
+                "uuid": Uuid::now_v7().to_string(),
+                "timestamp": now,
+                "properties": {
+                    "$lib": "product-telemetry",
+                    "$lib_version": "0.1.0",
+                    "$process_person_profile": false,
+                    "$geoip_disable": true,
+                    "os": "linux",
+                    "arch": "x86_64",
+                    "app_version": "1.4.2",
+                    "command": "build",
+                    "duration_ms": 1200 + i,
+                    "success": i % 7 != 0,
+                    "ci": false
+                }
+            })
+        })
+        .collect();
+    let body = json!({"api_key": KEY, "sent_at": now, "batch": events}).to_string();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(body.as_bytes())?;
+    gz.finish()
+}

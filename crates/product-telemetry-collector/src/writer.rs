@@ -1,0 +1,117 @@
+//! The writer thread: the one place that owns the writing SQLite connection.
+//!
+//! Request handlers hand over a validated request through a bounded channel and await its
+//! result; the thread takes whatever requests are waiting (up to a bound), writes them in one
+//! transaction with a savepoint each, commits, and only then answers each handler. So a
+//! request is acknowledged only once its events are committed, SQLite work never runs on the
+//! async runtime, and a busy collector pays for one commit per group rather than per request.
+//!
+//! When every sender is gone the thread drains what is queued, closes the connection (which
+//! checkpoints the WAL) and ends.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{IngestBatch, StoreError, WriteConnection};
+
+/// Requests waiting for the writer; a full queue makes handlers wait (backpressure).
+const QUEUE_DEPTH: usize = 256;
+/// Most requests written in one transaction.
+const MAX_GROUP: usize = 64;
+
+struct Job {
+    batch: IngestBatch,
+    done: oneshot::Sender<Result<usize, StoreError>>,
+}
+
+/// The sending side, cloned into every request handler.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterSender {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("events", &self.batch.batch.events.len())
+            .finish()
+    }
+}
+
+impl WriterSender {
+    /// Queues a request and waits until it is committed (or failed). Returns how many of its
+    /// events were new.
+    pub(crate) async fn write(&self, batch: IngestBatch) -> Result<usize, StoreError> {
+        let (done, result) = oneshot::channel();
+        self.tx
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        result.await.unwrap_or(Err(StoreError::WriterStopped))
+    }
+}
+
+/// The writer thread, to be joined at shutdown.
+#[derive(Debug)]
+pub(crate) struct WriterThread {
+    handle: JoinHandle<()>,
+    finished: std::sync::mpsc::Receiver<()>,
+}
+
+impl WriterThread {
+    /// Waits for the thread to drain its queue and end, at most until `deadline`. Returns
+    /// false if it is still running then (it is left to finish on its own).
+    pub(crate) fn join_until(self, deadline: Instant) -> bool {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self
+            .finished
+            .recv_timeout(wait.max(Duration::from_millis(1)))
+        {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.handle.join().is_ok()
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+/// Starts the writer thread on an open connection.
+pub(crate) fn spawn(conn: WriteConnection) -> Result<(WriterSender, WriterThread), std::io::Error> {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let (finished_tx, finished) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name("collector-writer".into())
+        .spawn(move || {
+            run(conn, rx);
+            // The receiver may be gone; nothing to do about it.
+            let _ = finished_tx.send(());
+        })?;
+    Ok((WriterSender { tx }, WriterThread { handle, finished }))
+}
+
+fn run(mut conn: WriteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&IngestBatch> = group.iter().map(|j| &j.batch).collect();
+        let results = conn.write_all(&batches);
+        for (job, result) in group.drain(..).zip(results) {
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "storing a request failed");
+            }
+            // A handler that gave up (client gone) no longer listens; its events are stored
+            // anyway and a retry is deduplicated.
+            let _ = job.done.send(result);
+        }
+    }
+    tracing::debug!("writer queue closed; closing the database");
+    drop(conn);
+}
