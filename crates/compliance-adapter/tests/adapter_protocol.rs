@@ -313,6 +313,8 @@ fn a_503_is_retried_with_the_same_uuids_and_timestamps() {
             "api_key": "phc_test_key",
             "host": mock.host(),
             "flush_at": 10,
+            // Both events in one batch, however slow the machine: only /flush sends.
+            "flush_interval_ms": 60_000,
             "max_retries": 3,
             "enable_compression": true,
         }),
