@@ -211,3 +211,77 @@ fn status_reports_the_decision_the_file_and_the_id() {
     );
     assert!(text.contains("st/telemetry_user_id"), "{text}");
 }
+
+#[test]
+fn proxy_variables_are_honoured() {
+    let server = TestServer::ok();
+    // A "proxy" that records the CONNECT and hangs up: enough to see it was used.
+    let proxy = TestServer::start(Vec::new(), test_server::Reply::Reset);
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let proxy_url = proxy.url();
+    let args = [
+        "--host",
+        url.as_str(),
+        "--api-key",
+        KEY,
+        "capture",
+        "via_proxy",
+        "--timeout",
+        "1s",
+    ];
+    let out = cli(cache.path(), &args, &[("HTTP_PROXY", &proxy_url)]);
+    assert!(out.status.success());
+    let through_proxy = proxy.requests();
+    assert!(!through_proxy.is_empty(), "the proxy was used");
+    assert_eq!(through_proxy[0].method, "CONNECT");
+    assert_eq!(through_proxy[0].path, server.addr().to_string());
+    assert!(
+        server.requests().is_empty(),
+        "nothing went around the proxy"
+    );
+
+    let before = proxy.requests().len();
+    let host = server.addr().ip().to_string();
+    let out = cli(
+        cache.path(),
+        &args,
+        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", &host)],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        proxy.requests().len(),
+        before,
+        "NO_PROXY bypasses the proxy"
+    );
+    assert_eq!(server.events().len(), 1);
+}
+
+#[test]
+fn debug_variable_prints_each_event_to_stderr() {
+    let server = TestServer::ok();
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let args = [
+        "--host",
+        url.as_str(),
+        "--api-key",
+        KEY,
+        "capture",
+        "shown",
+        "--prop",
+        "k=v",
+    ];
+    let out = cli(cache.path(), &args, &[("PRODUCT_TELEMETRY_DEBUG", "1")]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("[product-telemetry] "))
+        .expect(&err);
+    let json: serde_json::Value =
+        serde_json::from_str(&line["[product-telemetry] ".len()..]).unwrap();
+    assert_eq!(json["event"], "shown");
+    assert_eq!(json["properties"]["k"], "v");
+    assert!(stdout(&out).is_empty(), "stdout untouched");
+}
