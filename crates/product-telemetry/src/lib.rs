@@ -78,6 +78,7 @@ pub mod identity;
 mod project_key;
 mod retry;
 mod service;
+pub mod spool;
 mod stats;
 mod telemetry;
 pub mod transport;
