@@ -243,6 +243,7 @@ fn proxy_variables_are_honoured() {
 
     let before = proxy.requests().len();
     let host = server.addr().ip().to_string();
+    let cache = tempfile::tempdir().unwrap(); // fresh: no spooled event, no remembered backoff
     let out = cli(
         cache.path(),
         &args,

@@ -20,6 +20,7 @@
 //! ```
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::event::{BoxedEvent, Event, Properties};
+use crate::spool::{DEFAULT_SPOOL_MAX_AGE, DEFAULT_SPOOL_MAX_BYTES};
 use crate::stats::{Counters, Stats};
 use crate::transport::{HttpTransport, Transport, batch_url};
 use crate::worker::Worker;
@@ -103,6 +105,9 @@ pub struct ClientBuilder {
     pub(crate) gzip: bool,
     pub(crate) properties: Properties,
     pub(crate) debug: bool,
+    pub(crate) spool_dir: Option<PathBuf>,
+    pub(crate) spool_max_bytes: u64,
+    pub(crate) spool_max_age: Duration,
     transport: Option<Box<dyn Transport>>,
 }
 
@@ -137,6 +142,9 @@ impl ClientBuilder {
             gzip: true,
             properties,
             debug: std::env::var(DEBUG_ENV).is_ok_and(|v| crate::is_true_like(&v)),
+            spool_dir: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            spool_max_age: DEFAULT_SPOOL_MAX_AGE,
             transport: None,
         }
     }
@@ -219,6 +227,22 @@ impl ClientBuilder {
     /// Print each event's JSON to stderr (default: from [`DEBUG_ENV`]).
     pub fn debug(mut self, debug: bool) -> Self {
         self.debug = debug;
+        self
+    }
+
+    /// Keeps undelivered events in this folder (see [`spool`](crate::spool)), so they
+    /// survive crashes, offline runs and early exits and are delivered by a later run.
+    /// Without it (the default for a plain client) events live in memory only.
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// Bounds the spool (default 4 MiB and 14 days); past them the oldest events are
+    /// evicted and counted.
+    pub fn spool_limits(mut self, max_bytes: u64, max_age: Duration) -> Self {
+        self.spool_max_bytes = max_bytes;
+        self.spool_max_age = max_age;
         self
     }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
 use crate::consent::Consent;
 use crate::event::{BoxedEvent, Event};
-use crate::identity::{UserId, user_id_path};
+use crate::identity::{UserId, app_cache_dir, user_id_path};
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::{Environment, Error, ProjectKey};
@@ -55,6 +55,7 @@ pub struct TelemetryConfig {
     send_ip: bool,
     pub(crate) env: Environment,
     shutdown_timeout: Duration,
+    spool: bool,
     client_options: Option<ClientOptions>,
 }
 
@@ -85,6 +86,7 @@ impl TelemetryConfig {
             send_ip: false,
             env: Environment::process(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            spool: true,
             client_options: None,
         }
     }
@@ -153,6 +155,18 @@ impl TelemetryConfig {
         self
     }
 
+    /// Keep undelivered events in the spool under the app's cache folder (default on),
+    /// so that nothing is lost to a crash, an offline run or an early exit.
+    pub fn spool(mut self, on: bool) -> Self {
+        self.spool = on;
+        self
+    }
+
+    /// The spool folder: `<cache home>/<app>/spool`.
+    pub fn spool_dir(&self) -> Option<PathBuf> {
+        app_cache_dir(&self.app, &self.env).map(|dir| dir.join("spool"))
+    }
+
     /// Tunes the underlying [`ClientBuilder`] (batch size, intervals, timeouts, transport).
     ///
     /// ```
@@ -203,6 +217,9 @@ impl TelemetryConfig {
         }
         if !self.send_ip {
             builder = builder.property("$ip", "0.0.0.0");
+        }
+        if let Some(dir) = self.spool_dir().filter(|_| self.spool) {
+            builder = builder.spool_dir(dir);
         }
         if let Some(version) = &self.app_version {
             builder =

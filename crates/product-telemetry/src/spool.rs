@@ -115,11 +115,6 @@ impl Spool {
         })
     }
 
-    /// The spool folder.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes events as a new segment owned by this process.
     pub(crate) fn write(&self, events: &[EncodedEvent]) -> io::Result<PathBuf> {
         let name = format!("{}-{}", Uuid::now_v7().simple(), self.instance);
@@ -136,10 +131,10 @@ impl Spool {
 
     /// Deletes a segment (delivered, or given up on).
     pub(crate) fn remove(&self, path: &Path) {
-        if let Err(e) = fs::remove_file(path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                log::debug!("telemetry: cannot remove {}: {e}", path.display());
-            }
+        if let Err(e) = fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            log::debug!("telemetry: cannot remove {}: {e}", path.display());
         }
     }
 
@@ -166,7 +161,9 @@ impl Spool {
         let mut dead: Vec<String> = Vec::new();
         let mut alive: Vec<String> = vec![self.instance.clone()];
         for name in names {
-            let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+            let Some((stem, ext)) = name.rsplit_once('.') else {
+                continue;
+            };
             let owner = match ext {
                 SEGMENT_EXT | TEMP_EXT => stem.rsplit_once('-').map(|(_, owner)| owner),
                 _ => None,
@@ -187,8 +184,12 @@ impl Spool {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some((id, _)) = stem.rsplit_once('-') else { continue };
-            let mine = self.dir.join(format!("{id}-{}.{SEGMENT_EXT}", self.instance));
+            let Some((id, _)) = stem.rsplit_once('-') else {
+                continue;
+            };
+            let mine = self
+                .dir
+                .join(format!("{id}-{}.{SEGMENT_EXT}", self.instance));
             if fs::rename(&path, &mine).is_err() {
                 continue; // another process claimed it first
             }
@@ -253,9 +254,13 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             }
             Some(at) => {
-                let millis = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+                let millis = at
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
                 let temp = self.dir.join(format!("{NEXT_ATTEMPT}.{}", self.instance));
-                if fs::write(&temp, millis.to_string()).is_ok() && fs::rename(&temp, &path).is_err() {
+                if fs::write(&temp, millis.to_string()).is_ok() && fs::rename(&temp, &path).is_err()
+                {
                     let _ = fs::remove_file(&temp);
                 }
             }
@@ -300,13 +305,14 @@ fn segment_files(dir: &Path) -> Vec<SegmentFile> {
             let name = entry.file_name().into_string().ok()?;
             let stem = name.strip_suffix(&format!(".{SEGMENT_EXT}"))?;
             let bytes = entry.metadata().ok()?.len();
-            let id = stem.split('-').next().and_then(|id| Uuid::try_parse(id).ok());
-            let written = id
-                .and_then(|id| id.get_timestamp())
-                .map(|ts| {
-                    let (secs, nanos) = ts.to_unix();
-                    UNIX_EPOCH + Duration::new(secs, nanos)
-                });
+            let id = stem
+                .split('-')
+                .next()
+                .and_then(|id| Uuid::try_parse(id).ok());
+            let written = id.and_then(|id| id.get_timestamp()).map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                UNIX_EPOCH + Duration::new(secs, nanos)
+            });
             let events = read_header(&entry.path()).map(|h| h.count).unwrap_or(0);
             Some(SegmentFile {
                 name: name.clone(),
@@ -348,7 +354,8 @@ fn parse_header(bytes: &[u8]) -> io::Result<Header> {
     if bytes[4] != VERSION || bytes[5..8] != [0, 0, 0] {
         return Err(invalid("unknown spool version"));
     }
-    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let header = Header {
         len: word(8),
         crc: word(12),
@@ -458,7 +465,8 @@ mod tests {
     #[test]
     fn a_segment_is_written_atomically_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
+        let spool =
+            Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
         let path = spool.write(&events(2)).unwrap();
         assert_eq!(spool.read(&path).unwrap().len(), 2);
         let names: Vec<String> = fs::read_dir(dir.path())
@@ -474,7 +482,8 @@ mod tests {
     #[test]
     fn orphans_are_claimed_once_and_live_owners_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
+        let open =
+            || Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
         let alive = open();
         alive.write(&events(1)).unwrap();
         let gone = open();
@@ -494,7 +503,8 @@ mod tests {
     #[test]
     fn corrupt_orphans_are_removed_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
+        let spool =
+            Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
         let name = format!("{}-deadbeef.seg", Uuid::now_v7().simple());
         fs::write(dir.path().join(&name), b"PTSP\x01garbage").unwrap();
         fs::write(dir.path().join("0-deadbeef.tmp"), b"half").unwrap();
@@ -528,12 +538,16 @@ mod tests {
     #[test]
     fn backoff_is_remembered_across_handles() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
+        let spool =
+            Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
         let at = SystemTime::now() + Duration::from_secs(60);
         spool.set_next_attempt(Some(at));
-        let other = Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
+        let other =
+            Spool::open(dir.path(), DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_AGE).unwrap();
         let seen = other.next_attempt().unwrap();
-        assert!(seen.duration_since(at).unwrap_or_else(|e| e.duration()) < Duration::from_millis(2));
+        assert!(
+            seen.duration_since(at).unwrap_or_else(|e| e.duration()) < Duration::from_millis(2)
+        );
         spool.set_next_attempt(None);
         assert!(other.next_attempt().is_none());
     }

@@ -27,6 +27,17 @@ pub struct Stats {
     pub dropped_at_shutdown: u64,
     /// Events captured after shutdown began.
     pub dropped_after_shutdown: u64,
+    /// Events dropped because the spool was over its size or age bound, or a
+    /// spooled segment could no longer be read.
+    pub dropped_evicted: u64,
+    /// Events written to the spool (each at most once).
+    pub spooled: u64,
+    /// Events taken over from the spool, left there by earlier runs or other processes.
+    pub recovered: u64,
+    /// Events left in the spool at shutdown, for a later run to deliver.
+    pub left_in_spool: u64,
+    /// Spool files found corrupt (torn or damaged), removed.
+    pub spool_corrupt: u64,
     /// HTTP requests made.
     pub requests: u64,
     /// Requests that were retries of an earlier attempt.
@@ -42,11 +53,13 @@ impl Stats {
             + self.dropped_undeliverable
             + self.dropped_at_shutdown
             + self.dropped_after_shutdown
+            + self.dropped_evicted
     }
 
-    /// Events captured but neither sent nor dropped yet.
+    /// Events of this run captured but neither sent, dropped nor left in the spool.
     pub fn pending(&self) -> u64 {
-        (self.captured + self.dropped_after_shutdown).saturating_sub(self.sent + self.dropped())
+        (self.captured + self.dropped_after_shutdown + self.recovered)
+            .saturating_sub(self.sent + self.dropped() + self.left_in_spool)
     }
 }
 
@@ -61,6 +74,11 @@ pub(crate) struct Counters {
     pub(crate) dropped_undeliverable: AtomicU64,
     pub(crate) dropped_at_shutdown: AtomicU64,
     pub(crate) dropped_after_shutdown: AtomicU64,
+    pub(crate) dropped_evicted: AtomicU64,
+    pub(crate) spooled: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+    pub(crate) left_in_spool: AtomicU64,
+    pub(crate) spool_corrupt: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) retries: AtomicU64,
 }
@@ -81,6 +99,11 @@ impl Counters {
             dropped_undeliverable: get(&self.dropped_undeliverable),
             dropped_at_shutdown: get(&self.dropped_at_shutdown),
             dropped_after_shutdown: get(&self.dropped_after_shutdown),
+            dropped_evicted: get(&self.dropped_evicted),
+            spooled: get(&self.spooled),
+            recovered: get(&self.recovered),
+            left_in_spool: get(&self.left_in_spool),
+            spool_corrupt: get(&self.spool_corrupt),
             requests: get(&self.requests),
             retries: get(&self.retries),
         }

@@ -1,21 +1,28 @@
-//! The background worker: the one thread that encodes, batches and delivers.
+//! The background worker: the one thread that encodes, spools, batches and delivers.
 //!
 //! It sleeps on the channel until an event arrives, a batch is due (`flush_at` events
-//! or `flush_interval`), a retry is due, or a flush/shutdown request wakes it. Every
-//! wait is bounded: requests get the smaller of the request timeout and the nearest
-//! caller's deadline, retries wait on the channel (never in `sleep`), and the worker
-//! gives up on a shutdown at its deadline. Memory is bounded: past `max_queue_bytes`
-//! the oldest batches are dropped and counted.
+//! or `flush_interval`), a retry is due, or a flush/shutdown request wakes it. Events
+//! it receives are encoded and — when a spool is configured — written to disk at once
+//! as a segment (write-ahead), so a crash loses at most what was still in the channel.
+//! Segments are grouped into requests; a segment's file is deleted only when the server
+//! has acknowledged it (or refused it for good).
+//!
+//! Every wait is bounded: requests get the smaller of the request timeout and the
+//! nearest caller's deadline, retries wait on the channel (never in `sleep`), and a
+//! shutdown ends at its deadline with whatever is undelivered left in the spool.
+//! Memory is bounded: past `max_queue_bytes`, spooled segments are dropped from memory
+//! (read back when sent) and memory-only ones are dropped, oldest first, and counted.
 //!
 //! The worker never panics into the host: a panicking [`Transport`] counts as a
 //! failed attempt.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -25,6 +32,7 @@ use crate::batch::{
 use crate::client::{ClientBuilder, Envelope, Message, Shared, Waiter};
 use crate::event::Properties;
 use crate::retry::{Verdict, backoff, classify};
+use crate::spool::Spool;
 use crate::stats::Counters;
 use crate::transport::{Transport, TransportError, TransportRequest, TransportResponse};
 
@@ -32,16 +40,40 @@ use crate::transport::{Transport, TransportError, TransportRequest, TransportRes
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 /// A request needs at least this much time to be worth starting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(5);
+/// Events taken from the channel per wake-up before spooling them as one segment.
+const DRAIN_PER_WAKE: usize = 1_000;
+/// How often an idle worker looks for segments left by processes that are gone.
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
 
-/// Events sealed into one request.
+/// Events written (or to be written) together: one spool file, or memory only.
+#[derive(Debug)]
+struct Segment {
+    path: Option<PathBuf>,
+    /// `None` once dropped from memory; read back from `path` when sent.
+    events: Option<Vec<EncodedEvent>>,
+    count: usize,
+    bytes: usize,
+}
+
+impl Segment {
+    fn in_memory(&self) -> usize {
+        if self.events.is_some() { self.bytes } else { 0 }
+    }
+}
+
+/// Segments sent together in one request.
 #[derive(Debug)]
 struct Batch {
     seq: u64,
-    events: Vec<EncodedEvent>,
-    uuids: Vec<Uuid>,
-    bytes: usize,
+    segments: Vec<Segment>,
     retries: u32,
     not_before: Instant,
+}
+
+impl Batch {
+    fn count(&self) -> usize {
+        self.segments.iter().map(|s| s.count).sum()
+    }
 }
 
 /// A flush caller and the last batch it waits for.
@@ -68,6 +100,9 @@ struct Settings {
     gzip: bool,
     debug: bool,
     properties: Properties,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: u64,
+    spool_max_age: Duration,
 }
 
 pub(crate) struct Worker {
@@ -75,16 +110,24 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     transport: Box<dyn Transport>,
     settings: Settings,
-    buffer: Vec<EncodedEvent>,
-    buffer_bytes: usize,
+    spool: Option<Spool>,
+    /// Encoded, not yet in a segment.
+    pending: Vec<EncodedEvent>,
+    /// Segments not yet sealed into a batch.
+    buffer: Vec<Segment>,
     buffer_since: Option<Instant>,
     outbox: VecDeque<Batch>,
-    outbox_bytes: usize,
+    /// Bytes of encoded events held in memory (pending, buffer and outbox).
+    memory: usize,
     next_seq: u64,
     flushes: Vec<FlushWait>,
     shutdown: Option<Waiter>,
     refused: bool,
     disconnected: bool,
+    /// No request before this (a backoff, possibly remembered from an earlier run).
+    blocked_until: Option<Instant>,
+    spooled_since_bounds: u64,
+    last_rescan: Instant,
 }
 
 impl Worker {
@@ -109,41 +152,54 @@ impl Worker {
             gzip: builder.gzip,
             debug: builder.debug,
             properties: builder.properties,
+            spool_dir: builder.spool_dir,
+            spool_max_bytes: builder.spool_max_bytes,
+            spool_max_age: builder.spool_max_age,
         };
         Worker {
             rx,
             shared,
             transport,
             settings,
+            spool: None,
+            pending: Vec::new(),
             buffer: Vec::new(),
-            buffer_bytes: 0,
             buffer_since: None,
             outbox: VecDeque::new(),
-            outbox_bytes: 0,
+            memory: 0,
             next_seq: 0,
             flushes: Vec::new(),
             shutdown: None,
             refused: false,
             disconnected: false,
+            blocked_until: None,
+            spooled_since_bounds: 0,
+            last_rescan: Instant::now(),
         }
     }
 
     pub(crate) fn run(mut self) {
+        self.open_spool();
         loop {
             let wait = self.next_wake().saturating_duration_since(Instant::now());
             if self.disconnected {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             } else {
                 match self.rx.recv_timeout(wait) {
-                    Ok(envelope) => self.receive(envelope),
+                    Ok(envelope) => {
+                        self.receive(envelope);
+                        self.drain_channel(DRAIN_PER_WAKE);
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => self.on_disconnect(),
                 }
             }
             self.take_control();
+            self.journal();
             self.seal_if_due();
             self.send_due();
             self.answer_flushes();
+            self.rescan_if_idle();
             if self.finish_if_done() {
                 return;
             }
@@ -153,6 +209,167 @@ impl Worker {
     fn counters(&self) -> &Counters {
         &self.shared.counters
     }
+
+    fn count(&self, counter: impl Fn(&Counters) -> &AtomicU64, n: usize) {
+        Counters::add(counter(&self.shared.counters), n as u64);
+    }
+
+    // ---- the spool -------------------------------------------------------------
+
+    /// Opens the spool and takes over what earlier runs left. Runs on the worker
+    /// thread: initialisation on the caller's thread does no spool I/O.
+    fn open_spool(&mut self) {
+        let Some(dir) = self.settings.spool_dir.clone() else {
+            return;
+        };
+        match Spool::open(
+            &dir,
+            self.settings.spool_max_bytes,
+            self.settings.spool_max_age,
+        ) {
+            Ok(spool) => self.spool = Some(spool),
+            Err(e) => {
+                log::debug!(
+                    "telemetry: no spool at {} ({e}); undelivered events are kept in memory only",
+                    dir.display()
+                );
+                return;
+            }
+        }
+        if let Some(at) = self.spool.as_ref().and_then(Spool::next_attempt) {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            self.blocked_until = Some(Instant::now() + wait);
+        }
+        self.enforce_spool_bounds();
+        self.claim_orphans();
+    }
+
+    fn claim_orphans(&mut self) {
+        self.last_rescan = Instant::now();
+        let Some(spool) = &self.spool else { return };
+        let claimed = spool.claim_orphans();
+        self.count(|c| &c.spool_corrupt, claimed.corrupt as usize);
+        if claimed.segments.is_empty() {
+            return;
+        }
+        let segments: Vec<Segment> = claimed
+            .segments
+            .into_iter()
+            .map(|loaded| {
+                let bytes = loaded.events.iter().map(|e| e.json.len()).sum();
+                Segment {
+                    path: Some(loaded.path),
+                    count: loaded.events.len(),
+                    events: Some(loaded.events),
+                    bytes,
+                }
+            })
+            .collect();
+        let recovered: usize = segments.iter().map(|s| s.count).sum();
+        log::debug!("telemetry: {recovered} event(s) recovered from the spool");
+        self.count(|c| &c.recovered, recovered);
+        self.memory += segments.iter().map(Segment::in_memory).sum::<usize>();
+        // Older than anything captured in this run: they go first.
+        let batches = self.group(segments);
+        for batch in batches.into_iter().rev() {
+            self.outbox.push_front(batch);
+        }
+        self.enforce_memory_bound();
+    }
+
+    fn rescan_if_idle(&mut self) {
+        if self.spool.is_some()
+            && !self.refused
+            && self.outbox.is_empty()
+            && self.last_rescan.elapsed() >= RESCAN_EVERY
+        {
+            self.claim_orphans();
+        }
+    }
+
+    /// Writes the pending events as segments (of at most one batch each).
+    fn journal(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let limit = self.settings.flush_at.min(MAX_BATCH_EVENTS);
+        let mut events = pending.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<EncodedEvent> = events.by_ref().take(limit).collect();
+            let segment = self.make_segment(chunk);
+            self.buffer.push(segment);
+        }
+        self.buffer_since.get_or_insert_with(Instant::now);
+        if let Some(spool) = &self.spool
+            && self.spooled_since_bounds > spool.max_bytes / 8
+        {
+            self.enforce_spool_bounds();
+        }
+        self.enforce_memory_bound();
+    }
+
+    /// Makes a segment of already-counted in-memory events, writing it to the spool
+    /// when there is one.
+    fn make_segment(&mut self, events: Vec<EncodedEvent>) -> Segment {
+        let bytes = events.iter().map(|e| e.json.len()).sum();
+        let path = self
+            .spool
+            .as_ref()
+            .and_then(|spool| match spool.write(&events) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    log::debug!(
+                        "telemetry: cannot write to the spool ({e}); keeping events in memory"
+                    );
+                    None
+                }
+            });
+        if path.is_some() {
+            self.count(|c| &c.spooled, events.len());
+            self.spooled_since_bounds += bytes as u64;
+        }
+        Segment {
+            path,
+            count: events.len(),
+            events: Some(events),
+            bytes,
+        }
+    }
+
+    /// Applies the spool's size and age bounds; forgets our segments it evicted.
+    fn enforce_spool_bounds(&mut self) {
+        self.spooled_since_bounds = 0;
+        let Some(spool) = &self.spool else { return };
+        let (removed, events) = spool.enforce_bounds();
+        if removed.is_empty() {
+            return;
+        }
+        log::debug!("telemetry: the spool is full; {events} oldest event(s) evicted");
+        self.count(|c| &c.dropped_evicted, events as usize);
+        let gone = |s: &Segment| s.path.as_ref().is_some_and(|p| removed.contains(p));
+        let mut freed = 0;
+        self.buffer.retain(|s| {
+            let keep = !gone(s);
+            if !keep {
+                freed += s.in_memory();
+            }
+            keep
+        });
+        for batch in &mut self.outbox {
+            batch.segments.retain(|s| {
+                let keep = !gone(s);
+                if !keep {
+                    freed += s.in_memory();
+                }
+                keep
+            });
+        }
+        self.outbox.retain(|b| !b.segments.is_empty());
+        self.memory -= freed;
+    }
+
+    // ---- receiving ---------------------------------------------------------------
 
     fn receive(&mut self, envelope: Envelope) {
         match envelope {
@@ -164,10 +381,13 @@ impl Worker {
         }
     }
 
-    /// Takes everything already in the channel, without waiting.
-    fn drain_channel(&mut self) {
-        while let Ok(envelope) = self.rx.try_recv() {
-            self.receive(envelope);
+    /// Takes up to `limit` envelopes already in the channel, without waiting.
+    fn drain_channel(&mut self, limit: usize) {
+        for _ in 0..limit {
+            match self.rx.try_recv() {
+                Ok(envelope) => self.receive(envelope),
+                Err(_) => return,
+            }
         }
     }
 
@@ -181,17 +401,15 @@ impl Worker {
         }
     }
 
-    /// Encodes one event into the buffer, or drops it as invalid.
+    /// Encodes one event into `pending`, or drops it as invalid.
     fn accept(&mut self, message: Message) {
         match self.encode(message) {
             Ok(event) => {
-                self.buffer_bytes += event.json.len();
-                self.buffer.push(event);
-                self.buffer_since.get_or_insert_with(Instant::now);
-                self.enforce_memory_bound();
+                self.memory += event.json.len();
+                self.pending.push(event);
             }
             Err(reason) => {
-                Counters::add(&self.counters().dropped_invalid, 1);
+                self.count(|c| &c.dropped_invalid, 1);
                 log::debug!("telemetry: dropped an invalid event: {reason}");
             }
         }
@@ -237,22 +455,55 @@ impl Worker {
         Ok(event)
     }
 
-    /// Past the memory bound, the oldest sealed batches go first.
+    /// Past the memory bound: spooled segments leave memory (they are read back when
+    /// sent); then memory-only segments are dropped, oldest first.
     fn enforce_memory_bound(&mut self) {
-        if self.buffer_bytes + self.outbox_bytes <= self.settings.max_queue_bytes {
+        let max = self.settings.max_queue_bytes;
+        if self.memory <= max {
+            return;
+        }
+        let mut memory = self.memory;
+        let segments = self
+            .outbox
+            .iter_mut()
+            .flat_map(|b| b.segments.iter_mut())
+            .chain(self.buffer.iter_mut());
+        for segment in segments {
+            if memory <= max {
+                break;
+            }
+            if segment.path.is_some() && segment.events.is_some() {
+                segment.events = None;
+                memory -= segment.bytes;
+            }
+        }
+        self.memory = memory;
+        if self.memory <= max {
             return;
         }
         self.seal_all();
-        while self.outbox_bytes > self.settings.max_queue_bytes && self.outbox.len() > 1 {
-            if let Some(oldest) = self.outbox.pop_front() {
-                self.outbox_bytes -= oldest.bytes;
-                Counters::add(
-                    &self.counters().dropped_queue_full,
-                    oldest.events.len() as u64,
-                );
+        while self.memory > max {
+            let Some(index) = self
+                .outbox
+                .iter()
+                .position(|b| b.segments.iter().any(|s| s.path.is_none()))
+            else {
+                break;
+            };
+            let batch = &mut self.outbox[index];
+            let Some(at) = batch.segments.iter().position(|s| s.path.is_none()) else {
+                break;
+            };
+            let segment = batch.segments.remove(at);
+            if batch.segments.is_empty() {
+                self.outbox.remove(index);
             }
+            self.memory -= segment.in_memory();
+            self.count(|c| &c.dropped_queue_full, segment.count);
         }
     }
+
+    // ---- control -----------------------------------------------------------------
 
     fn take_control(&mut self) {
         let (flushes, shutdown) = {
@@ -266,7 +517,8 @@ impl Worker {
             return;
         }
         // Everything captured before the request is in the channel: take it all.
-        self.drain_channel();
+        self.drain_channel(usize::MAX);
+        self.journal();
         self.seal_all();
         let up_to_seq = self.next_seq;
         let failed_before = self.failed();
@@ -286,44 +538,57 @@ impl Worker {
         s.dropped_invalid + s.dropped_rejected + s.dropped_undeliverable + s.dropped_queue_full
     }
 
+    // ---- batching ----------------------------------------------------------------
+
     fn seal_if_due(&mut self) {
         let interval_due = self
             .buffer_since
             .is_some_and(|since| since.elapsed() >= self.settings.flush_interval);
-        if interval_due || self.buffer.len() >= self.settings.flush_at || self.shutdown.is_some() {
+        let buffered: usize = self.buffer.iter().map(|s| s.count).sum();
+        if interval_due || buffered >= self.settings.flush_at || self.shutdown.is_some() {
             self.seal_all();
         }
     }
 
-    /// Cuts the buffer into batches of at most `flush_at` events and `MAX_REQUEST_BYTES`.
+    /// Moves every buffered segment into batches in the outbox.
     fn seal_all(&mut self) {
-        let now = Instant::now();
-        let limit = self.settings.flush_at.min(MAX_BATCH_EVENTS);
-        let mut events = std::mem::take(&mut self.buffer).into_iter().peekable();
-        self.buffer_bytes = 0;
         self.buffer_since = None;
-        while events.peek().is_some() {
-            let mut batch = Batch {
-                seq: self.next_seq,
-                events: Vec::new(),
-                uuids: Vec::new(),
-                bytes: 0,
-                retries: 0,
-                not_before: now,
-            };
-            while let Some(event) = events.next_if(|e| {
-                batch.events.len() < limit
-                    && (batch.events.is_empty() || batch.bytes + e.json.len() < MAX_REQUEST_BYTES)
-            }) {
-                batch.bytes += event.json.len();
-                batch.uuids.push(event.uuid);
-                batch.events.push(event);
-            }
-            self.next_seq += 1;
-            self.outbox_bytes += batch.bytes;
-            self.outbox.push_back(batch);
-        }
+        let segments = std::mem::take(&mut self.buffer);
+        let batches = self.group(segments);
+        self.outbox.extend(batches);
     }
+
+    /// Groups segments into batches of at most `flush_at` events and
+    /// `MAX_REQUEST_BYTES`; a segment is never split.
+    fn group(&mut self, segments: Vec<Segment>) -> Vec<Batch> {
+        let limit = self.settings.flush_at.min(MAX_BATCH_EVENTS);
+        let not_before = self.blocked_until.unwrap_or_else(Instant::now);
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut seq = self.next_seq;
+        for segment in segments {
+            let fits = batches.last().is_some_and(|b| {
+                b.count() + segment.count <= limit
+                    && b.segments.iter().map(|s| s.bytes).sum::<usize>() + segment.bytes
+                        < MAX_REQUEST_BYTES
+            });
+            match batches.last_mut() {
+                Some(batch) if fits => batch.segments.push(segment),
+                _ => {
+                    batches.push(Batch {
+                        seq,
+                        segments: vec![segment],
+                        retries: 0,
+                        not_before,
+                    });
+                    seq += 1;
+                }
+            }
+        }
+        self.next_seq = seq;
+        batches
+    }
+
+    // ---- sending -----------------------------------------------------------------
 
     /// The time left for one request: the request timeout, shortened by the nearest
     /// deadline of a caller waiting on this work. `None` when it is too short.
@@ -351,7 +616,9 @@ impl Worker {
                 return;
             }
             if self.refused {
-                self.drop_outbox(|c| &c.dropped_rejected);
+                while let Some(batch) = self.outbox.pop_front() {
+                    self.discard(batch, |c| &c.dropped_rejected);
+                }
                 return;
             }
             let Some(timeout) = self.attempt_timeout() else {
@@ -360,30 +627,65 @@ impl Worker {
             let Some(batch) = self.outbox.pop_front() else {
                 return;
             };
-            self.outbox_bytes -= batch.bytes;
             self.attempt(batch, timeout);
         }
     }
 
+    /// The batch's events, read back from the spool where they left memory. Segments
+    /// that can no longer be read are dropped and counted.
+    fn load(&mut self, batch: &mut Batch) -> Vec<EncodedEvent> {
+        let mut events = Vec::with_capacity(batch.count());
+        let mut lost = 0;
+        batch.segments.retain(|segment| {
+            if let Some(own) = &segment.events {
+                events.extend(own.iter().cloned());
+                return true;
+            }
+            let read = match (&self.spool, &segment.path) {
+                (Some(spool), Some(path)) => spool.read(path),
+                _ => Err(std::io::Error::other("no spool")),
+            };
+            match read {
+                Ok(read) => {
+                    events.extend(read);
+                    true
+                }
+                Err(e) => {
+                    log::debug!("telemetry: a spooled segment could not be read back: {e}");
+                    lost += segment.count;
+                    false
+                }
+            }
+        });
+        self.count(|c| &c.spool_corrupt, usize::from(lost > 0));
+        self.count(|c| &c.dropped_evicted, lost);
+        events
+    }
+
     fn attempt(&mut self, mut batch: Batch, timeout: Duration) {
-        let body = request_body(&self.settings.api_key, &batch.events, self.settings.gzip);
+        let events = self.load(&mut batch);
+        if events.is_empty() {
+            return;
+        }
+        let uuids: Vec<Uuid> = events.iter().map(|e| e.uuid).collect();
+        let body = request_body(&self.settings.api_key, &events, self.settings.gzip);
+        drop(events);
         let request = TransportRequest {
             url: &self.settings.url,
             body: &body,
             gzip: self.settings.gzip,
             timeout,
-            uuids: &batch.uuids,
+            uuids: &uuids,
             attempt: batch.retries,
         };
-        Counters::add(&self.counters().requests, 1);
+        self.count(|c| &c.requests, 1);
         if batch.retries > 0 {
-            Counters::add(&self.counters().retries, 1);
+            self.count(|c| &c.retries, 1);
         }
         let transport = &mut self.transport;
         let result: Result<TransportResponse, TransportError> =
             catch_unwind(AssertUnwindSafe(|| transport.send(&request)))
                 .unwrap_or_else(|_| Err(TransportError("the transport panicked".into())));
-        let count = batch.events.len() as u64;
         let verdict = match &result {
             Ok(response) => classify(
                 response.status,
@@ -395,77 +697,117 @@ impl Worker {
                 Verdict::Retry { at_least: None }
             }
         };
+        let count = batch.count();
         match verdict {
-            Verdict::Delivered => Counters::add(&self.counters().sent, count),
-            Verdict::Retry { at_least } if batch.retries < self.settings.max_retries => {
-                batch.retries += 1;
-                let delay = backoff(
-                    batch.retries,
-                    self.settings.backoff_base,
-                    self.settings.backoff_max,
-                )
-                .max(at_least.unwrap_or_default());
-                batch.not_before = Instant::now() + delay;
-                self.requeue_front(batch);
+            Verdict::Delivered => {
+                self.release(batch);
+                self.count(|c| &c.sent, count);
+                if self.blocked_until.take().is_some()
+                    && let Some(spool) = &self.spool
+                {
+                    spool.set_next_attempt(None);
+                }
             }
-            Verdict::Retry { .. } => {
-                log::debug!(
-                    "telemetry: dropped {count} event(s) after {} retries",
-                    batch.retries
-                );
-                Counters::add(&self.counters().dropped_undeliverable, count);
-            }
-            Verdict::TooLarge if batch.events.len() > 1 => {
-                let half = batch.events.len() / 2;
-                let second = self.split_off(&mut batch, half);
-                self.requeue_front(second);
-                self.requeue_front(batch);
-            }
+            Verdict::Retry { at_least } => self.retry_later(batch, at_least),
+            Verdict::TooLarge if count > 1 => self.split(batch),
             Verdict::TooLarge => {
                 log::debug!("telemetry: the server refused an event as too large (413)");
-                Counters::add(&self.counters().dropped_rejected, count);
+                self.discard(batch, |c| &c.dropped_rejected);
             }
             Verdict::Unauthorized(status) => {
                 log::debug!(
                     "telemetry: the project API key was refused ({status}); not sending for the rest of this run"
                 );
                 self.refused = true;
-                Counters::add(&self.counters().dropped_rejected, count);
+                self.discard(batch, |c| &c.dropped_rejected);
             }
             Verdict::Rejected(status) => {
                 log::debug!(
                     "telemetry: the server rejected a batch of {count} event(s) ({status})"
                 );
-                Counters::add(&self.counters().dropped_rejected, count);
+                self.discard(batch, |c| &c.dropped_rejected);
             }
         }
     }
 
-    fn split_off(&mut self, batch: &mut Batch, at: usize) -> Batch {
-        let events = batch.events.split_off(at);
-        let uuids = batch.uuids.split_off(at);
-        let bytes: usize = events.iter().map(|e| e.json.len()).sum();
-        batch.bytes -= bytes;
-        Batch {
-            seq: batch.seq,
-            events,
-            uuids,
-            bytes,
-            retries: batch.retries,
-            not_before: batch.not_before,
+    /// Schedules a retry with backoff. Without a spool, a batch is dropped after
+    /// `max_retries`; with one, it stays on disk and is retried at the longest backoff
+    /// (and by later runs) until the spool's age bound.
+    fn retry_later(&mut self, mut batch: Batch, at_least: Option<Duration>) {
+        if batch.retries >= self.settings.max_retries && self.spool.is_none() {
+            log::debug!(
+                "telemetry: dropped {} event(s) after {} retries",
+                batch.count(),
+                batch.retries
+            );
+            self.discard(batch, |c| &c.dropped_undeliverable);
+            return;
         }
-    }
-
-    fn requeue_front(&mut self, batch: Batch) {
-        self.outbox_bytes += batch.bytes;
+        batch.retries += 1;
+        let delay = backoff(
+            batch.retries,
+            self.settings.backoff_base,
+            self.settings.backoff_max,
+        )
+        .max(at_least.unwrap_or_default());
+        let now = Instant::now();
+        batch.not_before = now + delay;
+        self.blocked_until = Some(batch.not_before);
+        if let Some(spool) = &self.spool {
+            spool.set_next_attempt(Some(SystemTime::now() + delay));
+        }
         self.outbox.push_front(batch);
     }
 
-    fn drop_outbox(&mut self, counter: impl Fn(&Counters) -> &std::sync::atomic::AtomicU64) {
-        let dropped: usize = self.outbox.drain(..).map(|b| b.events.len()).sum();
-        self.outbox_bytes = 0;
-        Counters::add(counter(&self.shared.counters), dropped as u64);
+    /// 413: sends the two halves separately. A batch of one segment is split by
+    /// rewriting that segment as two.
+    fn split(&mut self, mut batch: Batch) {
+        if batch.segments.len() == 1 {
+            let mut first = self.load(&mut batch);
+            let old = Batch {
+                segments: std::mem::take(&mut batch.segments),
+                ..batch
+            };
+            self.release(old);
+            let second = first.split_off(first.len() / 2);
+            self.memory += first
+                .iter()
+                .chain(&second)
+                .map(|e| e.json.len())
+                .sum::<usize>();
+            batch.segments = vec![self.make_segment(first), self.make_segment(second)];
+        }
+        let second = Batch {
+            seq: batch.seq,
+            segments: batch.segments.split_off(batch.segments.len() / 2),
+            retries: batch.retries,
+            not_before: Instant::now(),
+        };
+        batch.not_before = Instant::now();
+        self.outbox.push_front(second);
+        self.outbox.push_front(batch);
     }
+
+    /// Forgets a batch for good: its files are deleted and its memory released.
+    /// Returns how many events it held.
+    fn release(&mut self, batch: Batch) -> usize {
+        let count = batch.count();
+        for segment in batch.segments {
+            self.memory -= segment.in_memory();
+            if let (Some(spool), Some(path)) = (&self.spool, &segment.path) {
+                spool.remove(path);
+            }
+        }
+        count
+    }
+
+    /// Forgets a batch and counts its events under `counter`.
+    fn discard(&mut self, batch: Batch, counter: impl Fn(&Counters) -> &AtomicU64) {
+        let count = self.release(batch);
+        self.count(counter, count);
+    }
+
+    // ---- answering -----------------------------------------------------------------
 
     /// Answers flush callers whose batches are all resolved, or can't be before their
     /// deadline; forgets those whose deadline passed.
@@ -479,7 +821,7 @@ impl Worker {
                 return false;
             }
             let mine = || outbox.iter().filter(|b| b.seq < flush.up_to_seq);
-            let waiting: u64 = mine().map(|b| b.events.len() as u64).sum();
+            let waiting: u64 = mine().map(|b| b.count() as u64).sum();
             let hopeless = refused || mine().all(|b| b.not_before > flush.waiter.deadline);
             if waiting == 0 || hopeless {
                 let failed = failed_now.saturating_sub(flush.failed_before);
@@ -490,7 +832,8 @@ impl Worker {
         });
     }
 
-    /// Ends the worker when a shutdown has nothing left to do or its time is up.
+    /// Ends the worker when a shutdown has nothing left to do or its time is up. What
+    /// is undelivered stays in the spool; memory-only events are counted as lost.
     fn finish_if_done(&mut self) -> bool {
         let Some(shutdown) = &self.shutdown else {
             return false;
@@ -501,13 +844,28 @@ impl Worker {
         if !self.outbox.is_empty() && !out_of_time && !self.refused {
             return false;
         }
-        self.drain_channel();
+        self.drain_channel(usize::MAX);
+        self.journal();
         self.seal_all();
-        let left: u64 = self.outbox.iter().map(|b| b.events.len() as u64).sum();
-        if left > 0 {
-            log::debug!("telemetry: {left} event(s) not delivered before shutdown");
+        let mut left = 0u64;
+        let mut spooled = 0u64;
+        for batch in std::mem::take(&mut self.outbox) {
+            for segment in batch.segments {
+                left += segment.count as u64;
+                if segment.path.is_some() {
+                    spooled += segment.count as u64;
+                } else {
+                    self.count(|c| &c.dropped_at_shutdown, segment.count);
+                }
+            }
         }
-        self.drop_outbox(|c| &c.dropped_at_shutdown);
+        self.count(|c| &c.left_in_spool, spooled as usize);
+        if left > 0 {
+            log::debug!(
+                "telemetry: {left} event(s) not delivered before shutdown; {spooled} kept in the spool for a later run"
+            );
+        }
+        self.spool = None; // releases this process's lock
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.reply.send(left);
         }
@@ -523,12 +881,13 @@ impl Worker {
             .buffer_since
             .map(|since| since + self.settings.flush_interval);
         let retry = self.outbox.front().map(|b| b.not_before);
+        let rescan = self.spool.as_ref().map(|_| self.last_rescan + RESCAN_EVERY);
         let deadlines = self
             .flushes
             .iter()
             .map(|f| f.waiter.deadline)
             .chain(self.shutdown.as_ref().map(|s| s.deadline));
-        [interval, retry]
+        [interval, retry, rescan]
             .into_iter()
             .flatten()
             .chain(deadlines)
@@ -537,7 +896,7 @@ impl Worker {
 }
 
 /// A UUID v7 whose time part is the capture time.
-fn uuid_v7_at(time: std::time::SystemTime) -> Uuid {
+fn uuid_v7_at(time: SystemTime) -> Uuid {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
