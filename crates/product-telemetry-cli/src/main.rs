@@ -5,6 +5,7 @@
 //! behaviour in the `product-telemetry` library (and the collector crate).
 
 mod capture;
+mod flush;
 mod options;
 mod status;
 
@@ -34,6 +35,14 @@ enum Command {
     Status(status::StatusArgs),
     /// Print the anonymous id (creating it when telemetry is enabled).
     UserId,
+    /// Deliver the events waiting in the spool now.
+    Flush(flush::FlushArgs),
+    /// Run the PostHog-compatible collector on SQLite.
+    Collect(product_telemetry_collector::cli::CollectArgs),
+    /// Print the events a collector database holds.
+    Events(product_telemetry_collector::cli::EventsArgs),
+    /// Count the events in a collector database by name and by day.
+    Stats(product_telemetry_collector::cli::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +54,9 @@ fn main() -> ExitCode {
         Command::Capture(args) => capture::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, &args),
         Command::UserId => status::user_id(&cli.global),
+        Command::Flush(args) => flush::run(&cli.global, &args),
+        Command::Collect(args) => product_telemetry_collector::cli::collect(args),
+        Command::Events(args) => product_telemetry_collector::cli::events(args),
+        Command::Stats(args) => product_telemetry_collector::cli::stats(args),
     }
 }

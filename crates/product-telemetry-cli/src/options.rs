@@ -32,6 +32,29 @@ pub(crate) struct GlobalOptions {
 }
 
 impl GlobalOptions {
+    /// The configuration, when a non-empty API key was given.
+    pub(crate) fn config_with_key(&self) -> Option<TelemetryConfig> {
+        self.api_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty())
+            .then(|| self.config())
+    }
+
+    /// The same options as `PRODUCT_TELEMETRY_*` variables, for a child process.
+    pub(crate) fn as_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("PRODUCT_TELEMETRY_APP", self.app.clone()),
+            ("PRODUCT_TELEMETRY_HOST", self.host.clone()),
+        ];
+        if let Some(key) = &self.api_key {
+            env.push(("PRODUCT_TELEMETRY_API_KEY", key.clone()));
+        }
+        if let Some(version) = &self.app_version {
+            env.push(("PRODUCT_TELEMETRY_APP_VERSION", version.clone()));
+        }
+        env
+    }
+
     /// The library configuration for these options (the key may be empty).
     pub(crate) fn config(&self) -> TelemetryConfig {
         let mut config =

@@ -29,6 +29,15 @@ pub(crate) fn run(global: &GlobalOptions, args: &StatusArgs) -> ExitCode {
         Some(_) => (None, "unknown"),
         None => (None, "no home folder: a per-process id is used"),
     };
+    let spool_dir = config.spool_dir();
+    let spool = spool_dir
+        .as_deref()
+        .map(product_telemetry::spool::summarize)
+        .unwrap_or_default();
+    let time = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| jiff::Timestamp::try_from(t).ok())
+            .map(|t| format!("{t:.0}"))
+    };
     let path_text = path
         .as_ref()
         .map(|p| p.display().to_string())
@@ -42,6 +51,16 @@ pub(crate) fn run(global: &GlobalOptions, args: &StatusArgs) -> ExitCode {
             "id_file": path.as_ref().map(|p| p.display().to_string()),
             "user_id": id,
             "id_state": id_state,
+            "spool": {
+                "dir": spool_dir.as_ref().map(|p| p.display().to_string()),
+                "events_waiting": spool.events,
+                "files": spool.segments,
+                "bytes": spool.bytes,
+                "oldest": time(spool.oldest),
+                "next_attempt": time(spool.next_attempt),
+                "evicted": spool.evicted,
+                "corrupt_files_removed": spool.corrupt,
+            },
         });
         println!("{value}");
     } else {
@@ -52,6 +71,22 @@ pub(crate) fn run(global: &GlobalOptions, args: &StatusArgs) -> ExitCode {
         println!(
             "user id:   {} ({id_state})",
             id.as_deref().unwrap_or(UNKNOWN_USER_ID)
+        );
+        println!(
+            "spool:     {} event(s) waiting in {} file(s), {} bytes{}",
+            spool.events,
+            spool.segments,
+            spool.bytes,
+            time(spool.oldest)
+                .map(|t| format!(", oldest {t}"))
+                .unwrap_or_default()
+        );
+        if let Some(next) = time(spool.next_attempt) {
+            println!("           the endpoint failed; next attempt after {next}");
+        }
+        println!(
+            "           dropped so far: {} evicted (size/age bounds), {} corrupt file(s) removed",
+            spool.evicted, spool.corrupt
         );
     }
     ExitCode::SUCCESS

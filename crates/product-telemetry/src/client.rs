@@ -108,6 +108,7 @@ pub struct ClientBuilder {
     pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) spool_max_bytes: u64,
     pub(crate) spool_max_age: Duration,
+    pub(crate) honour_remembered_backoff: bool,
     transport: Option<Box<dyn Transport>>,
 }
 
@@ -145,6 +146,7 @@ impl ClientBuilder {
             spool_dir: None,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_max_age: DEFAULT_SPOOL_MAX_AGE,
+            honour_remembered_backoff: true,
             transport: None,
         }
     }
@@ -246,6 +248,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether a backoff remembered in the spool by an earlier run delays this run's
+    /// first attempt (default on, so failing runs don't each pay a timeout). An
+    /// on-demand flush turns it off.
+    pub fn honour_remembered_backoff(mut self, on: bool) -> Self {
+        self.honour_remembered_backoff = on;
+        self
+    }
+
     /// Replaces the HTTP transport (for tests, or to observe requests).
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Box::new(transport));
@@ -306,6 +316,7 @@ impl Shared {
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     pub(crate) flushes: Vec<Waiter>,
+    pub(crate) persists: Vec<Waiter>,
     pub(crate) shutdown: Option<Waiter>,
 }
 
@@ -396,6 +407,18 @@ impl Client {
             .control()
             .flushes
             .push(Waiter { deadline, reply });
+        self.wake();
+        wait(&answer, timeout)
+    }
+
+    /// Waits (at most `timeout`) until every event captured so far is written to the
+    /// spool or delivered, so that it survives a crash of this process. Returns
+    /// [`Error::Undelivered`] with the number of events that exist in memory only (no
+    /// spool configured, or the disk refused them).
+    pub fn persist(&self, timeout: Duration) -> Result<(), Error> {
+        let (reply, answer) = mpsc::channel();
+        let deadline = Instant::now() + timeout;
+        self.inner.shared.control().persists.push(Waiter { deadline, reply });
         self.wake();
         wait(&answer, timeout)
     }

@@ -343,6 +343,12 @@ impl ProductTelemetry {
         self.client().ok_or(Error::Disabled)?.flush(timeout)
     }
 
+    /// Waits until everything captured so far is in the spool (or delivered), so it
+    /// survives a crash of this process. See [`Client::persist`].
+    pub fn persist(&self, timeout: Duration) -> Result<(), Error> {
+        self.client().ok_or(Error::Disabled)?.persist(timeout)
+    }
+
     /// Delivers what is queued and stops, waiting at most `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         self.client().ok_or(Error::Disabled)?.shutdown(timeout)

@@ -43,6 +43,7 @@ const SEGMENT_EXT: &str = "seg";
 const LOCK_EXT: &str = "lock";
 const TEMP_EXT: &str = "tmp";
 const NEXT_ATTEMPT: &str = "next_attempt";
+const DROPPED: &str = "dropped";
 /// No segment is larger than this; a bigger length in a header means corruption.
 const MAX_SEGMENT_BYTES: u32 = 64 * 1024 * 1024;
 
@@ -79,6 +80,10 @@ pub struct SpoolSummary {
     pub oldest: Option<SystemTime>,
     /// When the endpoint may next be tried, if a backoff is in force.
     pub next_attempt: Option<SystemTime>,
+    /// Events evicted so far by the size and age bounds (all runs).
+    pub evicted: u64,
+    /// Corrupt segment files removed so far (all runs).
+    pub corrupt: u64,
 }
 
 /// This process's handle on the spool folder.
@@ -267,6 +272,20 @@ impl Spool {
         }
     }
 
+    /// Adds to the spool's running totals of evicted events and corrupt files.
+    pub(crate) fn record_dropped(&self, evicted: u64, corrupt: u64) {
+        if evicted == 0 && corrupt == 0 {
+            return;
+        }
+        let (e, c) = read_dropped(&self.dir);
+        let path = self.dir.join(DROPPED);
+        let temp = self.dir.join(format!("{DROPPED}.{}", self.instance));
+        let text = format!("{} {}", e + evicted, c + corrupt);
+        if fs::write(&temp, text).is_ok() && fs::rename(&temp, &path).is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+    }
+
     /// When the endpoint may next be tried, if a backoff from an earlier run is in force.
     pub(crate) fn next_attempt(&self) -> Option<SystemTime> {
         read_next_attempt(&self.dir)
@@ -278,6 +297,12 @@ impl Drop for Spool {
         // Unlocked by closing; the file goes so that claimers need not clean it up.
         let _ = fs::remove_file(self.dir.join(format!("{}.{LOCK_EXT}", self.instance)));
     }
+}
+
+fn read_dropped(dir: &Path) -> (u64, u64) {
+    let text = fs::read_to_string(dir.join(DROPPED)).unwrap_or_default();
+    let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
 fn read_next_attempt(dir: &Path) -> Option<SystemTime> {
@@ -328,7 +353,10 @@ fn segment_files(dir: &Path) -> Vec<SegmentFile> {
 /// What is waiting in the spool folder `dir` (for status displays; changes nothing).
 pub fn summarize(dir: &Path) -> SpoolSummary {
     let files = segment_files(dir);
+    let (evicted, corrupt) = read_dropped(dir);
     SpoolSummary {
+        evicted,
+        corrupt,
         segments: files.len() as u64,
         events: files.iter().map(|f| u64::from(f.events)).sum(),
         bytes: files.iter().map(|f| f.bytes).sum(),

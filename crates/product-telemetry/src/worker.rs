@@ -103,6 +103,7 @@ struct Settings {
     spool_dir: Option<PathBuf>,
     spool_max_bytes: u64,
     spool_max_age: Duration,
+    honour_remembered_backoff: bool,
 }
 
 pub(crate) struct Worker {
@@ -155,6 +156,7 @@ impl Worker {
             spool_dir: builder.spool_dir,
             spool_max_bytes: builder.spool_max_bytes,
             spool_max_age: builder.spool_max_age,
+            honour_remembered_backoff: builder.honour_remembered_backoff,
         };
         Worker {
             rx,
@@ -236,7 +238,8 @@ impl Worker {
                 return;
             }
         }
-        if let Some(at) = self.spool.as_ref().and_then(Spool::next_attempt) {
+        let remembered = self.spool.as_ref().and_then(Spool::next_attempt);
+        if let Some(at) = remembered.filter(|_| self.settings.honour_remembered_backoff) {
             let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
             self.blocked_until = Some(Instant::now() + wait);
         }
@@ -248,6 +251,7 @@ impl Worker {
         self.last_rescan = Instant::now();
         let Some(spool) = &self.spool else { return };
         let claimed = spool.claim_orphans();
+        spool.record_dropped(0, claimed.corrupt);
         self.count(|c| &c.spool_corrupt, claimed.corrupt as usize);
         if claimed.segments.is_empty() {
             return;
@@ -346,6 +350,7 @@ impl Worker {
             return;
         }
         log::debug!("telemetry: the spool is full; {events} oldest event(s) evicted");
+        spool.record_dropped(events, 0);
         self.count(|c| &c.dropped_evicted, events as usize);
         let gone = |s: &Segment| s.path.as_ref().is_some_and(|p| removed.contains(p));
         let mut freed = 0;
@@ -506,19 +511,27 @@ impl Worker {
     // ---- control -----------------------------------------------------------------
 
     fn take_control(&mut self) {
-        let (flushes, shutdown) = {
+        let (flushes, persists, shutdown) = {
             let mut control = self.shared.control();
             (
                 std::mem::take(&mut control.flushes),
+                std::mem::take(&mut control.persists),
                 control.shutdown.take(),
             )
         };
-        if flushes.is_empty() && shutdown.is_none() {
+        if flushes.is_empty() && persists.is_empty() && shutdown.is_none() {
             return;
         }
         // Everything captured before the request is in the channel: take it all.
         self.drain_channel(usize::MAX);
         self.journal();
+        let memory_only = self.memory_only_events();
+        for waiter in persists {
+            let _ = waiter.reply.send(memory_only);
+        }
+        if flushes.is_empty() && shutdown.is_none() {
+            return;
+        }
         self.seal_all();
         let up_to_seq = self.next_seq;
         let failed_before = self.failed();
@@ -531,6 +544,18 @@ impl Worker {
         if shutdown.is_some() {
             self.shutdown = shutdown;
         }
+    }
+
+    /// Undelivered events that exist in memory only.
+    fn memory_only_events(&self) -> u64 {
+        let segments = self
+            .buffer
+            .iter()
+            .chain(self.outbox.iter().flat_map(|b| b.segments.iter()));
+        segments
+            .filter(|s| s.path.is_none())
+            .map(|s| s.count as u64)
+            .sum()
     }
 
     fn failed(&self) -> u64 {
@@ -683,9 +708,19 @@ impl Worker {
             self.count(|c| &c.retries, 1);
         }
         let transport = &mut self.transport;
+        let started = Instant::now();
         let result: Result<TransportResponse, TransportError> =
             catch_unwind(AssertUnwindSafe(|| transport.send(&request)))
                 .unwrap_or_else(|_| Err(TransportError("the transport panicked".into())));
+        // An attempt cut short by a waiting caller's deadline says nothing about the
+        // endpoint: no retry is counted and no backoff is remembered.
+        let cut_by_caller = result.is_err()
+            && timeout < self.settings.request_timeout
+            && started.elapsed() + Duration::from_millis(2) >= timeout;
+        if cut_by_caller {
+            self.outbox.push_front(batch);
+            return;
+        }
         let verdict = match &result {
             Ok(response) => classify(
                 response.status,
