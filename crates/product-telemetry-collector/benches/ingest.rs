@@ -58,10 +58,15 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let chunk = requests.div_ceil(clients);
     let outcome: Result<(), String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = bodies
+        let workers: Vec<std::thread::ScopedJoinHandle<'_, Result<(), String>>> = bodies
             .chunks(chunk)
-            .map(|mine| scope.spawn(|| post_all(&url, mine)))
-            .collect();
+            .map(|mine| {
+                std::thread::Builder::new()
+                    .name("bench-client".into())
+                    .spawn_scoped(scope, || post_all(&url, mine))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         workers
             .into_iter()
             .try_for_each(|w| w.join().map_err(|_| "client thread panicked".to_string())?)
@@ -88,6 +93,7 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
 fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .proxy(None)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();

@@ -36,7 +36,7 @@ use crate::config::{CollectorConfig, Limits};
 use crate::decode::{self, DecodeError, RequestMeta};
 use crate::error::CollectorError;
 use crate::payload::{self, CaptureBatch, PayloadError};
-use crate::store::{IngestBatch, StoreError, WriteConnection};
+use crate::store::{CheckpointConnection, IngestBatch, StoreError, WriteConnection};
 use crate::writer::{self, WriterSender, WriterThread};
 
 /// Bodies larger than this are decoded on the blocking pool rather than on a runtime worker.
@@ -367,6 +367,7 @@ struct Prepared {
 
 fn prepare(addr: SocketAddr, config: CollectorConfig) -> Result<Prepared, CollectorError> {
     let conn = WriteConnection::open(&config.db_path)?;
+    let checkpointer = CheckpointConnection::open(&config.db_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads.max(1))
         .thread_name("collector-worker")
@@ -379,7 +380,7 @@ fn prepare(addr: SocketAddr, config: CollectorConfig) -> Result<Prepared, Collec
     let addr = listener
         .local_addr()
         .map_err(|source| CollectorError::Bind { addr, source })?;
-    let (sender, writer) = writer::spawn(conn).map_err(CollectorError::Runtime)?;
+    let (sender, writer) = writer::spawn(conn, checkpointer).map_err(CollectorError::Runtime)?;
     let state = AppState {
         writer: sender,
         limits: config.limits,

@@ -37,8 +37,14 @@ CREATE TABLE IF NOT EXISTS events (
     properties      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_timestamp ON events (timestamp);
-CREATE INDEX IF NOT EXISTS events_by_name ON events (event, timestamp);
 ";
+
+/// Page size of new databases: fewer, larger writes per commit.
+const PAGE_SIZE: i64 = 16_384;
+/// WAL size (in frames, i.e. pages) past which the checkpointer forces a restart of the WAL.
+const WAL_RESTART_FRAMES: u64 = 8_192; // 128 MiB
+/// Size the WAL file is trimmed back to when it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 const INSERT: &str = "INSERT OR IGNORE INTO events
     (uuid, event, distinct_id, timestamp, received_at, project_key, library, library_version,
@@ -62,14 +68,6 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
-    },
-    /// A write transaction failed as a whole: none of its requests were stored.
-    #[error("SQLite transaction failed on {path}: {detail}")]
-    Transaction {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's error.
-        detail: String,
     },
     /// A stored row could not be read back (a value written by something else).
     #[error("unreadable row in {path}: {detail}")]
@@ -344,9 +342,20 @@ impl WriteConnection {
         let conn = Connection::open(path).map_err(sqlite(path))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sqlite(path))?;
+        // Larger pages: fewer, larger writes per commit (only takes effect on a new file).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(sqlite(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite(path))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "cache_size", -16_384) // KiB: 16 MiB of page cache
+            .map_err(sqlite(path))?;
+        // Checkpoints (and their fsyncs) run on their own connection and thread, not here.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sqlite(path))?;
+        // When the WAL restarts, trim its file back to this size.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(sqlite(path))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -366,45 +375,85 @@ impl WriteConnection {
         })
     }
 
-    /// Writes several requests in one SQLite transaction, each inside its own savepoint: a
-    /// request is stored whole or not at all, and its result says which. Returns, per
-    /// request, how many of its events were new (duplicates by uuid are ignored).
+    /// Writes several requests, each stored whole or not at all, and returns per request how
+    /// many of its events were new (duplicates by uuid are ignored).
+    ///
+    /// The group is first written in one transaction (one commit for many requests). Should
+    /// that fail, it is rolled back and each request is retried in its own transaction, so
+    /// one failing request cannot take the others down with it.
     pub(crate) fn write_all(&mut self, batches: &[&IngestBatch]) -> Vec<Result<usize, StoreError>> {
-        let path = self.path.clone();
-        let mut results: Vec<Result<usize, StoreError>> = Vec::with_capacity(batches.len());
-        let outcome = (|| -> rusqlite::Result<()> {
-            let mut tx = self.conn.transaction()?;
-            for batch in batches {
-                let sp = tx.savepoint()?;
-                match insert_batch(&sp, batch) {
-                    Ok(n) => {
-                        sp.commit()?;
-                        results.push(Ok(n));
-                    }
-                    Err(e) => {
-                        drop(sp); // rolls the savepoint back
-                        results.push(Err(StoreError::Sqlite {
-                            path: path.clone(),
-                            source: e,
-                        }));
-                    }
-                }
+        if batches.len() > 1 {
+            match self.write_group(batches) {
+                Ok(counts) => return counts.into_iter().map(Ok).collect(),
+                Err(e) => tracing::warn!(error = %e, "group write failed; retrying one by one"),
             }
-            tx.commit()
-        })();
-        match outcome {
-            Ok(()) => results,
-            // The transaction itself failed: nothing of this group was stored.
-            Err(e) => batches
-                .iter()
-                .map(|_| {
-                    Err(StoreError::Transaction {
-                        path: path.clone(),
-                        detail: e.to_string(),
-                    })
-                })
-                .collect(),
         }
+        batches
+            .iter()
+            .map(|batch| {
+                self.write_group(std::slice::from_ref(batch))
+                    .map(|counts| counts.iter().sum())
+            })
+            .collect()
+    }
+
+    /// Writes `batches` in one transaction: all of them or none.
+    fn write_group(&mut self, batches: &[&IngestBatch]) -> Result<Vec<usize>, StoreError> {
+        let path = &self.path;
+        let tx = self.conn.transaction().map_err(sqlite(path))?;
+        let counts = batches
+            .iter()
+            .map(|batch| insert_batch(&tx, batch))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite(path))?;
+        tx.commit().map_err(sqlite(path))?;
+        Ok(counts)
+    }
+}
+
+/// A second connection that only checkpoints the WAL into the database file.
+///
+/// The writer never checkpoints (`wal_autocheckpoint=0`): on this kind of disk a checkpoint's
+/// fsyncs cost more than the inserts themselves, so they run beside the writer instead of
+/// inside its commits.
+#[derive(Debug)]
+pub(crate) struct CheckpointConnection {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl CheckpointConnection {
+    /// Opens the (already created) database for checkpointing.
+    pub(crate) fn open(path: &Path) -> Result<CheckpointConnection, StoreError> {
+        let conn = Connection::open(path).map_err(sqlite(path))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite(path))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sqlite(path))?;
+        Ok(CheckpointConnection {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Copies what it can of the WAL into the database without waiting for the writer
+    /// (`PASSIVE`); when the WAL has grown past its bound, waits for the writer to pause and
+    /// makes the next transaction start the WAL afresh (`RESTART`). Returns the WAL's size in
+    /// frames before the checkpoint.
+    pub(crate) fn checkpoint(&self) -> Result<u64, StoreError> {
+        let frames = self.run("PRAGMA wal_checkpoint(PASSIVE)")?;
+        if frames > WAL_RESTART_FRAMES {
+            self.run("PRAGMA wal_checkpoint(RESTART)")?;
+        }
+        Ok(frames)
+    }
+
+    fn run(&self, pragma: &str) -> Result<u64, StoreError> {
+        let (_busy, frames): (i64, i64) = self
+            .conn
+            .query_row(pragma, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sqlite(&self.path))?;
+        Ok(u64::try_from(frames).unwrap_or(0))
     }
 }
 

@@ -6,20 +6,26 @@
 //! request is acknowledged only once its events are committed, SQLite work never runs on the
 //! async runtime, and a busy collector pays for one commit per group rather than per request.
 //!
-//! When every sender is gone the thread drains what is queued, closes the connection (which
-//! checkpoints the WAL) and ends.
+//! Beside it runs a checkpointer thread with its own connection, copying the WAL into the
+//! database file every [`CHECKPOINT_INTERVAL`] so the checkpoint's fsyncs never sit inside
+//! the writer's commits.
+//!
+//! When every sender is gone the writer drains what is queued, stops the checkpointer, closes
+//! its connection (which checkpoints the rest of the WAL) and ends.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{IngestBatch, StoreError, WriteConnection};
+use crate::store::{CheckpointConnection, IngestBatch, StoreError, WriteConnection};
 
 /// Requests waiting for the writer; a full queue makes handlers wait (backpressure).
 const QUEUE_DEPTH: usize = 256;
 /// Most requests written in one transaction.
 const MAX_GROUP: usize = 64;
+/// How often the checkpointer copies the WAL into the database file.
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 struct Job {
     batch: IngestBatch,
@@ -77,21 +83,46 @@ impl WriterThread {
     }
 }
 
-/// Starts the writer thread on an open connection.
-pub(crate) fn spawn(conn: WriteConnection) -> Result<(WriterSender, WriterThread), std::io::Error> {
+/// Starts the writer thread (and its checkpointer) on an open connection.
+pub(crate) fn spawn(
+    conn: WriteConnection,
+    checkpointer: CheckpointConnection,
+) -> Result<(WriterSender, WriterThread), std::io::Error> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (finished_tx, finished) = std::sync::mpsc::sync_channel(1);
+    let (stop_checkpoints, checkpoint_stop) = std::sync::mpsc::sync_channel::<()>(1);
+    let checkpoints = std::thread::Builder::new()
+        .name("collector-checkpoint".into())
+        .spawn(move || run_checkpoints(&checkpointer, &checkpoint_stop))?;
     let handle = std::thread::Builder::new()
         .name("collector-writer".into())
         .spawn(move || {
-            run(conn, rx);
+            run(conn, rx, stop_checkpoints, checkpoints);
             // The receiver may be gone; nothing to do about it.
             let _ = finished_tx.send(());
         })?;
     Ok((WriterSender { tx }, WriterThread { handle, finished }))
 }
 
-fn run(mut conn: WriteConnection, mut rx: mpsc::Receiver<Job>) {
+fn run_checkpoints(conn: &CheckpointConnection, stop: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        match stop.recv_timeout(CHECKPOINT_INTERVAL) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.checkpoint() {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn run(
+    mut conn: WriteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    stop_checkpoints: std::sync::mpsc::SyncSender<()>,
+    checkpoints: JoinHandle<()>,
+) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -113,5 +144,11 @@ fn run(mut conn: WriteConnection, mut rx: mpsc::Receiver<Job>) {
         }
     }
     tracing::debug!("writer queue closed; closing the database");
+    // Stop the checkpointer first (it finishes at most one checkpoint), so that closing the
+    // writer — the last connection — checkpoints the rest and removes the WAL.
+    drop(stop_checkpoints);
+    if checkpoints.join().is_err() {
+        tracing::warn!("the checkpoint thread panicked");
+    }
     drop(conn);
 }
