@@ -40,6 +40,8 @@ use crate::transport::{Transport, TransportError, TransportRequest, TransportRes
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 /// A request needs at least this much time to be worth starting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(5);
+/// Time reserved at the end of a shutdown to finish before the caller's deadline.
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(20);
 /// Events taken from the channel per wake-up before spooling them as one segment.
 const DRAIN_PER_WAKE: usize = 1_000;
 /// How often an idle worker looks for segments left by processes that are gone.
@@ -541,8 +543,11 @@ impl Worker {
                 up_to_seq,
                 failed_before,
             }));
-        if shutdown.is_some() {
-            self.shutdown = shutdown;
+        if let Some(mut shutdown) = shutdown {
+            // Keep time to wrap up (spool, release, reply) before the caller gives up.
+            let left = shutdown.deadline.saturating_duration_since(Instant::now());
+            shutdown.deadline -= SHUTDOWN_MARGIN.min(left / 4);
+            self.shutdown = Some(shutdown);
         }
     }
 
