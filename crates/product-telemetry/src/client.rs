@@ -262,10 +262,38 @@ impl ClientBuilder {
         self
     }
 
+    /// The same settings with the default transport: what a forked child rebuilds from.
+    fn recipe(&self) -> ClientBuilder {
+        ClientBuilder {
+            api_key: self.api_key.clone(),
+            host: self.host.clone(),
+            flush_at: self.flush_at,
+            flush_interval: self.flush_interval,
+            max_queue_events: self.max_queue_events,
+            max_queue_bytes: self.max_queue_bytes,
+            max_retries: self.max_retries,
+            backoff_base: self.backoff_base,
+            backoff_max: self.backoff_max,
+            max_retry_after: self.max_retry_after,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            gzip: self.gzip,
+            properties: self.properties.clone(),
+            debug: self.debug,
+            spool_dir: self.spool_dir.clone(),
+            spool_max_bytes: self.spool_max_bytes,
+            spool_max_age: self.spool_max_age,
+            honour_remembered_backoff: self.honour_remembered_backoff,
+            transport: None,
+        }
+    }
+
     /// Validates the configuration and starts the worker thread.
     pub fn build(mut self) -> Result<Client, Error> {
         crate::validate_api_key(&self.api_key)?;
         let url = batch_url(&self.host)?;
+        crate::fork::watch();
+        let recipe = self.recipe();
         let transport = self
             .transport
             .take()
@@ -286,7 +314,13 @@ impl ClientBuilder {
             .spawn(move || worker.run())
             .map_err(Error::Spawn)?;
         Ok(Client {
-            inner: Arc::new(ClientInner { tx, shared }),
+            inner: Arc::new(ClientInner {
+                tx,
+                shared,
+                generation: crate::fork::generation(),
+                recipe: Mutex::new(Some(recipe)),
+                reborn: Mutex::new(None),
+            }),
         })
     }
 }
@@ -333,10 +367,23 @@ pub(crate) enum Envelope {
     Wake,
 }
 
-#[derive(Debug)]
 struct ClientInner {
     tx: SyncSender<Envelope>,
     shared: Arc<Shared>,
+    /// The fork generation this client's worker runs in.
+    generation: u64,
+    /// How to start a new worker in a forked child.
+    recipe: Mutex<Option<ClientBuilder>>,
+    /// The client standing in for this one in a forked child.
+    reborn: Mutex<Option<Client>>,
+}
+
+impl fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientInner")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A PostHog client: a handle on the queue and its background worker.
@@ -363,6 +410,12 @@ impl Client {
 
     /// Queues a prepared message. Never blocks, never fails.
     pub fn enqueue(&self, message: Message) {
+        if self.inner.generation != crate::fork::generation() {
+            if let Some(child) = self.in_forked_child() {
+                child.enqueue(message);
+            }
+            return;
+        }
         let shared = &self.inner.shared;
         if shared.closed.load(Ordering::Relaxed) {
             Counters::add(&shared.counters.dropped_after_shutdown, 1);
@@ -385,6 +438,37 @@ impl Client {
         }
     }
 
+    /// In a process forked after this client started: the client with a worker of this
+    /// process, started on first use. `None` if it cannot be started.
+    fn in_forked_child(&self) -> Option<Client> {
+        let generation = crate::fork::generation();
+        // `try_lock`: a lock held by a thread of the parent at fork time stays held.
+        let mut reborn = self.inner.reborn.try_lock().ok()?;
+        if let Some(client) = reborn.as_ref().filter(|c| c.inner.generation == generation) {
+            return Some(client.clone());
+        }
+        let recipe = self.inner.recipe.try_lock().ok()?.as_ref()?.recipe();
+        match recipe.build() {
+            Ok(client) => {
+                *reborn = Some(client.clone());
+                Some(client)
+            }
+            Err(e) => {
+                log::debug!("telemetry: cannot start a worker in the forked child: {e}");
+                None
+            }
+        }
+    }
+
+    /// This client, or its stand-in in a forked child.
+    fn live(&self) -> Option<Client> {
+        if self.inner.generation == crate::fork::generation() {
+            Some(self.clone())
+        } else {
+            self.in_forked_child()
+        }
+    }
+
     fn dropped_full(&self) {
         let shared = &self.inner.shared;
         Counters::add(&shared.counters.dropped_queue_full, 1);
@@ -400,6 +484,10 @@ impl Client {
     /// past the timeout), [`Error::Timeout`] when the worker did not answer in time.
     /// Work goes on in the background either way.
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        if !Arc::ptr_eq(&live.inner, &self.inner) {
+            return live.flush(timeout);
+        }
         let (reply, answer) = mpsc::channel();
         let deadline = Instant::now() + timeout;
         self.inner
@@ -416,9 +504,17 @@ impl Client {
     /// [`Error::Undelivered`] with the number of events that exist in memory only (no
     /// spool configured, or the disk refused them).
     pub fn persist(&self, timeout: Duration) -> Result<(), Error> {
+        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        if !Arc::ptr_eq(&live.inner, &self.inner) {
+            return live.persist(timeout);
+        }
         let (reply, answer) = mpsc::channel();
         let deadline = Instant::now() + timeout;
-        self.inner.shared.control().persists.push(Waiter { deadline, reply });
+        self.inner
+            .shared
+            .control()
+            .persists
+            .push(Waiter { deadline, reply });
         self.wake();
         wait(&answer, timeout)
     }
@@ -427,6 +523,10 @@ impl Client {
     /// most `timeout`. Whatever is still undelivered at the deadline is counted in
     /// [`Stats::dropped_at_shutdown`]. Calling it again returns at once.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        if !Arc::ptr_eq(&live.inner, &self.inner) {
+            return live.shutdown(timeout);
+        }
         let shared = &self.inner.shared;
         if shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -440,7 +540,10 @@ impl Client {
 
     /// The client's counters.
     pub fn stats(&self) -> Stats {
-        self.inner.shared.counters.snapshot()
+        match self.live() {
+            Some(live) if !Arc::ptr_eq(&live.inner, &self.inner) => live.stats(),
+            _ => self.inner.shared.counters.snapshot(),
+        }
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.

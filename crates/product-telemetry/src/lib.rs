@@ -74,6 +74,7 @@ pub mod consent;
 mod environment;
 mod error;
 mod event;
+mod fork;
 pub mod identity;
 mod project_key;
 mod retry;

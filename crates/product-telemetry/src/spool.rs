@@ -301,7 +301,9 @@ impl Drop for Spool {
 
 fn read_dropped(dir: &Path) -> (u64, u64) {
     let text = fs::read_to_string(dir.join(DROPPED)).unwrap_or_default();
-    let mut numbers = text.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+    let mut numbers = text
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
     (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
