@@ -74,6 +74,7 @@ pub mod consent;
 mod environment;
 mod error;
 mod event;
+mod fork;
 pub mod identity;
 pub mod keyed_hash;
 mod project_key;
