@@ -2,7 +2,8 @@
 //! to `/batch/` over loopback from a few client threads, stored in a temporary SQLite file.
 //!
 //! Run: `cargo bench -p product-telemetry-collector --bench ingest`
-//! Knobs (environment): `BENCH_REQUESTS` (default 3000), `BENCH_CLIENTS` (default 4).
+//! Knobs (environment): `BENCH_REQUESTS` (default 3000), `BENCH_CLIENTS` (default 4),
+//! `BENCH_WORKERS` (collector runtime threads, default 2).
 //!
 //! Bodies are built and compressed before the clock starts, so the figure is the collector's
 //! (HTTP, gunzip, JSON, validation, SQLite commit) plus the clients' HTTP cost. It ends by
@@ -42,6 +43,7 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let requests = env_number("BENCH_REQUESTS", 3000);
     let clients = env_number("BENCH_CLIENTS", 4).max(1);
+    let workers = env_number("BENCH_WORKERS", 2).max(1);
     let total_events = requests * EVENTS_PER_REQUEST;
 
     let bodies: Vec<Vec<u8>> = (0..requests).map(batch_body).collect::<Result<_, _>>()?;
@@ -51,10 +53,13 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let db = dir.path().join("bench.sqlite");
     let collector = RunningCollector::start(
         "127.0.0.1:0".parse()?,
-        CollectorConfig::new(&db).with_project_key(KEY),
+        CollectorConfig::new(&db)
+            .with_project_key(KEY)
+            .with_worker_threads(workers),
     )?;
     let url = format!("{}/batch/", collector.url());
 
+    let cpu_before = cpu_seconds("/proc/self/stat");
     let started = Instant::now();
     let chunk = requests.div_ceil(clients);
     let outcome: Result<(), String> = std::thread::scope(|scope| {
@@ -73,6 +78,8 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     });
     outcome?;
     let elapsed = started.elapsed();
+    let cpu = cpu_before.and_then(|before| Some(cpu_seconds("/proc/self/stat")? - before));
+    let writer_cpu = thread_cpu_seconds("collector-write");
     collector.shutdown()?;
 
     let stored = Store::open(&db)?.count()?;
@@ -87,14 +94,51 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
         wire_bytes as f64 / (1024.0 * 1024.0),
         elapsed.as_secs_f64(),
     );
+    if let (Some(cpu), Some(writer)) = (cpu, writer_cpu) {
+        let per_event = |seconds: f64| seconds * 1e6 / total_events as f64;
+        println!(
+            "cpu: {:.1} µs/event in all (collector and clients; {:.0}% of 2 cores), \
+             {:.1} µs/event on the writer thread",
+            per_event(cpu),
+            cpu / elapsed.as_secs_f64() * 50.0,
+            per_event(writer),
+        );
+    }
     Ok(())
+}
+
+/// User + system CPU seconds from a Linux `stat` file (assumes 100 clock ticks a second).
+fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) are utime and stime; `after_name` starts at field 3.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds of this process's threads named `name` (Linux only).
+fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    let mut total = None;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = task.path().join("stat");
+            *total.get_or_insert(0.0) += cpu_seconds(stat.to_str()?)?;
+        }
+    }
+    total
 }
 
 fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
+        // Per-phase timeouts, not a global one: with a global timeout ureq resolves the
+        // address on a fresh thread for every request, which would dominate the client cost.
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_send_body(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(30)))
         .build()
         .into();
     for body in bodies {

@@ -58,8 +58,42 @@ pub fn parse_client_time(text: &str) -> Option<Timestamp> {
 }
 
 /// Formats a timestamp the way it is stored: `2024-05-01T12:34:56.789000Z`.
+///
+/// Written by hand rather than with `strftime`: it runs for every stored event.
 pub fn format_stored(ts: Timestamp) -> String {
-    ts.strftime(STORED_FORMAT).to_string()
+    let dt = TimeZone::UTC.to_datetime(ts);
+    let year = dt.year();
+    if !(0..=9999).contains(&year) {
+        // Outside four-digit years the fixed layout cannot hold; jiff's own format can.
+        return ts.strftime(STORED_FORMAT).to_string();
+    }
+    let micros = dt.subsec_nanosecond() / 1_000;
+    let mut out = String::with_capacity(27);
+    push_digits(&mut out, i32::from(year), 4);
+    out.push('-');
+    push_digits(&mut out, i32::from(dt.month()), 2);
+    out.push('-');
+    push_digits(&mut out, i32::from(dt.day()), 2);
+    out.push('T');
+    push_digits(&mut out, i32::from(dt.hour()), 2);
+    out.push(':');
+    push_digits(&mut out, i32::from(dt.minute()), 2);
+    out.push(':');
+    push_digits(&mut out, i32::from(dt.second()), 2);
+    out.push('.');
+    push_digits(&mut out, micros, 6);
+    out.push('Z');
+    out
+}
+
+/// Appends `value` (non-negative) as exactly `width` decimal digits, zero-padded.
+fn push_digits(out: &mut String, value: i32, width: u32) {
+    let mut divisor = 10_i32.pow(width - 1);
+    while divisor > 0 {
+        let digit = (value / divisor) % 10;
+        out.push(char::from(b'0' + digit.unsigned_abs() as u8));
+        divisor /= 10;
+    }
 }
 
 /// Parses a stored timestamp back.
@@ -157,5 +191,23 @@ mod tests {
         assert_eq!(b, "2024-05-01T10:00:00.500000Z");
         assert!(a < b);
         assert_eq!(parse_stored(&b), Some(ts("2024-05-01T10:00:00.5Z")));
+    }
+
+    #[test]
+    fn stored_format_matches_strftime() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "0001-01-01T00:00:00.000001Z",
+            "9999-12-30T12:59:59.123456Z",
+            "2031-07-04T05:06:07.000008Z",
+        ] {
+            let t = ts(text);
+            assert_eq!(
+                format_stored(t),
+                t.strftime(STORED_FORMAT).to_string(),
+                "{text}"
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, watch};
 use crate::config::{CollectorConfig, Limits};
 use crate::decode::{self, DecodeError, RequestMeta};
 use crate::error::CollectorError;
-use crate::payload::{self, CaptureBatch, PayloadError};
+use crate::payload::{self, PayloadError};
 use crate::store::{CheckpointConnection, IngestBatch, StoreError, WriteConnection};
 use crate::writer::{self, WriterSender, WriterThread};
 
@@ -113,29 +113,25 @@ async fn ingest(
     let request = OwnedMeta::new(&uri, &headers);
     let decoded_limit = state.limits.decoded_bytes;
     let large = bytes.len() > INLINE_DECODE_BYTES;
-    let work = move || -> Result<CaptureBatch, Rejection> {
+    let project_keys = Arc::clone(&state.project_keys);
+    // Decoding, validation and rendering: CPU work, moved off the runtime for large bodies.
+    let work = move || -> Result<IngestBatch, Rejection> {
         let decoded = decode::decode_payload(request.as_meta(), &bytes, decoded_limit)?;
-        Ok(payload::parse_request(
-            &decoded.json,
-            decoded.query_sent_at,
-            received_at,
-        )?)
+        let batch = payload::parse_request(&decoded.json, decoded.query_sent_at, received_at)?;
+        if !project_keys.is_empty() && !project_keys.contains(&batch.token) {
+            return Err(Rejection::UnknownProjectKey);
+        }
+        Ok(IngestBatch::new(batch, received_at))
     };
-    let batch = if large {
+    let rows = if large {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|_| Rejection::Internal)??
     } else {
         work()?
     };
-    if !state.project_keys.is_empty() && !state.project_keys.contains(&batch.token) {
-        return Err(Rejection::UnknownProjectKey);
-    }
-    let events = batch.events.len();
-    let inserted = state
-        .writer
-        .write(IngestBatch { batch, received_at })
-        .await?;
+    let events = rows.len();
+    let inserted = state.writer.write(rows).await?;
     tracing::debug!(events, inserted, "request stored");
     Ok(())
 }

@@ -41,7 +41,7 @@ pub(crate) struct WriterSender {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("events", &self.batch.batch.events.len())
+            .field("events", &self.batch.len())
             .finish()
     }
 }
