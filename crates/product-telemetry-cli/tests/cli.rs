@@ -286,3 +286,101 @@ fn debug_variable_prints_each_event_to_stderr() {
     assert_eq!(json["properties"]["k"], "v");
     assert!(stdout(&out).is_empty(), "stdout untouched");
 }
+
+#[test]
+fn concurrent_captures_each_land_exactly_once() {
+    let db = tempfile::tempdir().unwrap();
+    let collector = product_telemetry_collector::RunningCollector::start(
+        "127.0.0.1:0".parse().unwrap(),
+        product_telemetry_collector::CollectorConfig::new(db.path().join("events.sqlite")),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let url = collector.url();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_product-telemetry"))
+                .env_clear()
+                .env("XDG_CACHE_HOME", cache.path())
+                .args(["--host", &url, "--api-key", KEY, "capture", "parallel"])
+                .args(["--prop", &format!("n={i}")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    // What the foreground and the background deliveries did not send, an on-demand
+    // flush does (at-least-once: the collector counts each uuid once).
+    let store = product_telemetry_collector::Store::open(collector.db_path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.count().unwrap() < 16 && Instant::now() < deadline {
+        cli(
+            cache.path(),
+            &["--host", &url, "--api-key", KEY, "flush", "--timeout", "5s"],
+            &[],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = store
+        .events(&product_telemetry_collector::EventFilter::all())
+        .unwrap();
+    let mut ns: Vec<&str> = events
+        .iter()
+        .map(|e| e.properties["n"].as_str().unwrap())
+        .collect();
+    ns.sort();
+    ns.dedup();
+    assert_eq!((events.len(), ns.len()), (16, 16));
+    let ids: std::collections::HashSet<&str> =
+        events.iter().map(|e| e.distinct_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "sixteen processes, one install id");
+}
+
+#[test]
+fn an_undelivered_event_waits_in_the_spool_until_flush() {
+    let hung = TestServer::start(Vec::new(), test_server::Reply::Hang);
+    let cache = tempfile::tempdir().unwrap();
+    let hung_url = hung.url();
+    let out = cli(
+        cache.path(),
+        &[
+            "--host",
+            &hung_url,
+            "--api-key",
+            KEY,
+            "capture",
+            "patient",
+            "--no-background",
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    let status = cli(cache.path(), &["status", "--json"], &[]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["spool"]["events_waiting"], 1, "{json}");
+    let text = stdout(&cli(cache.path(), &["status"], &[]));
+    assert!(
+        text.contains("spool:     1 event(s) waiting in 1 file(s)"),
+        "{text}"
+    );
+
+    let server = TestServer::ok();
+    let url = server.url();
+    let flushed = cli(
+        cache.path(),
+        &["--host", &url, "--api-key", KEY, "flush"],
+        &[],
+    );
+    assert!(flushed.status.success());
+    assert!(
+        stdout(&flushed).contains("delivered 1 event(s); 0 left in the spool"),
+        "{}",
+        stdout(&flushed)
+    );
+    assert_eq!(server.events()[0]["event"], "patient");
+    let json: serde_json::Value =
+        serde_json::from_slice(&cli(cache.path(), &["status", "--json"], &[]).stdout).unwrap();
+    assert_eq!(json["spool"]["events_waiting"], 0);
+}

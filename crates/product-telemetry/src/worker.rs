@@ -721,7 +721,7 @@ impl Worker {
         // endpoint: no retry is counted and no backoff is remembered.
         let cut_by_caller = result.is_err()
             && timeout < self.settings.request_timeout
-            && started.elapsed() + Duration::from_millis(2) >= timeout;
+            && started.elapsed() >= timeout.mul_f64(0.8);
         if cut_by_caller {
             self.outbox.push_front(batch);
             return;
