@@ -210,8 +210,9 @@ pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Decode
     if !compressed.starts_with(&GZIP_MAGIC) {
         return Err(DecodeError::InvalidGzip);
     }
-    // Typical telemetry JSON compresses 5–25×; start there and let the cap bound growth.
-    let initial = compressed.len().saturating_mul(8).min(limit).max(1024);
+    // Size the buffer from the gzip trailer (uncompressed size mod 2³²), which the sender
+    // controls: so it is only a hint, clamped to the limit; the `take` below is the bound.
+    let initial = gzip_size_hint(compressed).min(limit.saturating_add(1));
     let mut out = Vec::with_capacity(initial);
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     GzDecoder::new(compressed)
@@ -222,6 +223,16 @@ pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Decode
         return Err(DecodeError::TooLarge { limit });
     }
     Ok(out)
+}
+
+/// The uncompressed size a gzip stream's trailer announces (its last four bytes).
+fn gzip_size_hint(compressed: &[u8]) -> usize {
+    compressed
+        .len()
+        .checked_sub(4)
+        .and_then(|start| compressed.get(start..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(0, |isize| u32::from_le_bytes(isize) as usize)
 }
 
 fn parse_sent_at_millis(value: &str) -> Option<Timestamp> {

@@ -3,7 +3,8 @@
 //! for tests and demos) and [`run`] (blocking, until Ctrl-C or SIGTERM, for the CLI).
 //!
 //! Routes: `/batch` (20 MiB body) and `/i/v0/e`, `/e`, `/capture`, `/track`, `/engage`
-//! (2 MiB body), each with or without a trailing slash, for POST and for GET with `?data=`.
+//! (2 MiB body), each with or without a trailing slash, for POST and for GET with `?data=`;
+//! CORS preflights (`OPTIONS`) are answered and origins mirrored, as PostHog does.
 //! Answers: `200 {"status":"Ok"}` once the request's events are committed; otherwise a
 //! JSON error body `{"type", "code", "detail", "attr"}` (the shape of PostHog's API errors)
 //! with 400 (malformed), 401 (token), 413 (too large) or 503 (storage failed, retry).
@@ -23,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use jiff::Timestamp;
@@ -73,7 +75,7 @@ fn router(state: AppState) -> Router {
             .route(path, capture_route(Route::Event))
             .route(&format!("{path}/"), capture_route(Route::Event));
     }
-    app.with_state(state)
+    app.layer(axum::middleware::from_fn(cors)).with_state(state)
 }
 
 fn capture_route(route: Route) -> MethodRouter<AppState> {
@@ -81,6 +83,41 @@ fn capture_route(route: Route) -> MethodRouter<AppState> {
         capture(state, route, uri, headers, body)
     };
     get(handler).post(handler)
+}
+
+/// A permissive CORS policy like PostHog's (browsers' posthog-js needs it): preflights are
+/// answered directly, and every answer mirrors the request's `Origin`.
+async fn cors(request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let asked_headers = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        (StatusCode::OK, axum::Json(CaptureOk { status: "Ok" })).into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    if preflight {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        if let Some(asked) = asked_headers {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+        }
+    }
+    response
 }
 
 /// One capture request, start to finish.

@@ -195,6 +195,47 @@ fn every_route_with_and_without_trailing_slash() {
 }
 
 #[test]
+fn cors_preflight_and_origin_are_answered() {
+    let c = TestCollector::start();
+    let response = support::agent()
+        .options(&c.url("/e/"))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .call()
+        .expect("preflight");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header("access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header("access-control-allow-headers").as_deref(),
+        Some("content-type")
+    );
+    let answer = support::agent()
+        .post(&c.url("/batch/"))
+        .header("Origin", "https://app.example")
+        .send(batch(vec![event("with_origin")]).to_string())
+        .expect("post");
+    assert_eq!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example")
+    );
+    assert_eq!(c.count(), 1);
+}
+
+#[test]
 fn payload_shapes_array_batch_and_single_event() {
     let c = TestCollector::start();
     let mut in_array = event("in_array");
