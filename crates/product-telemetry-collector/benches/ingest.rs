@@ -4,13 +4,15 @@
 //! Run: `cargo bench -p product-telemetry-collector --bench ingest`
 //! Knobs (environment): `BENCH_REQUESTS` per round (default 3000), `BENCH_CLIENTS` (default
 //! 4), `BENCH_WORKERS` (collector runtime threads, default 2), `BENCH_ROUNDS` (default 3;
-//! the median and the best round are reported).
+//! the median and the best round are reported), `BENCH_CLIENT` (`raw`, the default: a
+//! minimal keep-alive HTTP/1.1 client; or `ureq`).
 //!
 //! Bodies are built and compressed before the clock starts, so the figure is the collector's
 //! (HTTP, gunzip, JSON, validation, SQLite commit) plus the clients' HTTP cost. It ends by
 //! checking that the database holds exactly the events sent, and fails otherwise.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -46,19 +48,24 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let clients = env_number("BENCH_CLIENTS", 4).max(1);
     let workers = env_number("BENCH_WORKERS", 2).max(1);
     let rounds = env_number("BENCH_ROUNDS", 3).max(1);
+    let client = match std::env::var("BENCH_CLIENT").as_deref() {
+        Ok("ureq") => ClientKind::Ureq,
+        Ok("raw") | Err(_) => ClientKind::Raw,
+        Ok(other) => return Err(format!("BENCH_CLIENT={other}: expected raw or ureq").into()),
+    };
     let total_events = requests * EVENTS_PER_REQUEST;
 
     let bodies: Vec<Vec<u8>> = (0..requests).map(batch_body).collect::<Result<_, _>>()?;
     let wire_mib = bodies.iter().map(Vec::len).sum::<usize>() as f64 / (1024.0 * 1024.0);
     println!(
         "ingest: {total_events} events in {requests} gzip batches of {EVENTS_PER_REQUEST} \
-         ({wire_mib:.1} MiB on the wire), {clients} client threads, {workers} collector \
-         workers, {rounds} rounds on fresh databases"
+         ({wire_mib:.1} MiB on the wire), {clients} client threads ({client:?} HTTP), {workers} \
+         collector workers, {rounds} rounds on fresh databases"
     );
 
     let mut rates = Vec::with_capacity(rounds);
     for n in 1..=rounds {
-        let round = run_round(&bodies, clients, workers)?;
+        let round = run_round(&bodies, clients, workers, client)?;
         let rate = total_events as f64 / round.elapsed.as_secs_f64();
         rates.push(rate);
         let per_event = |seconds: f64| seconds * 1e6 / total_events as f64;
@@ -96,6 +103,7 @@ fn run_round(
     bodies: &[Vec<u8>],
     clients: usize,
     workers: usize,
+    client: ClientKind,
 ) -> Result<Round, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.sqlite");
@@ -105,7 +113,7 @@ fn run_round(
             .with_project_key(KEY)
             .with_worker_threads(workers),
     )?;
-    let url = format!("{}/batch/", collector.url());
+    let addr = collector.addr();
 
     let cpu_before = cpu_seconds("/proc/self/stat");
     let started = Instant::now();
@@ -116,7 +124,7 @@ fn run_round(
             .map(|mine| {
                 std::thread::Builder::new()
                     .name("bench-client".into())
-                    .spawn_scoped(scope, || post_all(&url, mine))
+                    .spawn_scoped(scope, move || post_all(addr, client, mine))
             })
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
@@ -165,13 +173,120 @@ fn thread_cpu_seconds(name: &str) -> Option<f64> {
     total
 }
 
-fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<(), String> {
+/// Which HTTP client the bench threads use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    /// A minimal keep-alive HTTP/1.1 writer on a `TcpStream`: the clients share the machine's
+    /// two cores with the collector, so the leaner they are, the more the figure is the
+    /// collector's.
+    Raw,
+    /// ureq 3, a real general-purpose client (costs a few µs per event more).
+    Ureq,
+}
+
+fn post_all(addr: SocketAddr, kind: ClientKind, bodies: &[Vec<u8>]) -> Result<(), String> {
+    match kind {
+        ClientKind::Raw => {
+            let mut client = RawClient::connect(addr).map_err(|e| e.to_string())?;
+            bodies.iter().try_for_each(|body| client.post(body))
+        }
+        ClientKind::Ureq => post_all_ureq(&format!("http://{addr}/batch/"), bodies),
+    }
+}
+
+/// Keep-alive HTTP/1.1 over one connection: one write per request, then the answer's status
+/// line, headers and `Content-Length` body.
+struct RawClient {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    request: Vec<u8>,
+    line: String,
+    host: String,
+}
+
+impl RawClient {
+    fn connect(addr: SocketAddr) -> std::io::Result<RawClient> {
+        let writer = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        writer.set_nodelay(true)?;
+        writer.set_read_timeout(Some(Duration::from_secs(30)))?;
+        writer.set_write_timeout(Some(Duration::from_secs(30)))?;
+        let reader = BufReader::new(writer.try_clone()?);
+        Ok(RawClient {
+            writer,
+            reader,
+            request: Vec::with_capacity(16 * 1024),
+            line: String::new(),
+            host: addr.to_string(),
+        })
+    }
+
+    fn post(&mut self, body: &[u8]) -> Result<(), String> {
+        self.request.clear();
+        write!(
+            self.request,
+            "POST /batch/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .map_err(|e| e.to_string())?;
+        self.request.extend_from_slice(body);
+        self.writer
+            .write_all(&self.request)
+            .map_err(|e| e.to_string())?;
+
+        let status = self.read_line()?;
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(format!("collector answered {status:?}"));
+        }
+        let mut content_length = 0usize;
+        loop {
+            let header = self.read_line()?;
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().map_err(|_| "bad content-length")?;
+            }
+        }
+        let mut answer = vec![0u8; content_length];
+        self.reader
+            .read_exact(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if answer != br#"{"status":"Ok"}"# {
+            return Err(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self) -> Result<String, String> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        Ok(self.line.trim_end().to_string())
+    }
+}
+
+fn post_all_ureq(url: &str, bodies: &[Vec<u8>]) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         // Per-phase timeouts, not a global one: with a global timeout ureq resolves the
         // address on a fresh thread for every request, which would dominate the client cost.
         .timeout_connect(Some(Duration::from_secs(5)))
+        // Smaller buffers than ureq's 128 KiB defaults: bodies are a few KiB.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
         .timeout_send_body(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         .build()

@@ -29,7 +29,9 @@ pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 struct Job {
     batch: IngestBatch,
-    done: oneshot::Sender<Result<usize, StoreError>>,
+    /// The result, and the batch handed back so that its memory is freed on the handler's
+    /// thread rather than on the writer's (the writer is the bottleneck).
+    done: oneshot::Sender<(Result<usize, StoreError>, IngestBatch)>,
 }
 
 /// The sending side, cloned into every request handler.
@@ -55,7 +57,10 @@ impl WriterSender {
             .send(Job { batch, done })
             .await
             .map_err(|_| StoreError::WriterStopped)?;
-        result.await.unwrap_or(Err(StoreError::WriterStopped))
+        match result.await {
+            Ok((result, _batch)) => result,
+            Err(_) => Err(StoreError::WriterStopped),
+        }
     }
 }
 
@@ -140,7 +145,7 @@ fn run(
             }
             // A handler that gave up (client gone) no longer listens; its events are stored
             // anyway and a retry is deduplicated.
-            let _ = job.done.send(result);
+            let _ = job.done.send((result, job.batch));
         }
     }
     tracing::debug!("writer queue closed; closing the database");
