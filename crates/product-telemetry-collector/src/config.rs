@@ -12,11 +12,16 @@ pub const DEFAULT_BATCH_BODY_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_EVENT_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Limit on a payload once decompressed and decoded (20 MiB).
 pub const DEFAULT_DECODED_BYTES: usize = 20 * 1024 * 1024;
+/// Requests handled at once; more wait their turn.
+pub const DEFAULT_CONCURRENT_REQUESTS: usize = 32;
 
 /// Size limits applied to each request.
 ///
 /// A body over its wire limit, or a payload that grows past `decoded_bytes` while being
 /// decompressed (a gzip bomb), is refused with `413 Payload Too Large` and stores nothing.
+/// With at most `concurrent_requests` requests read, decoded or queued for the database at
+/// once, the collector's memory stays bounded by roughly
+/// `concurrent_requests × (wire limit + 2 × decoded_bytes)` whatever clients send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
@@ -26,6 +31,9 @@ pub struct Limits {
     pub event_body_bytes: usize,
     /// Largest payload once decompressed and base64-decoded, in bytes.
     pub decoded_bytes: usize,
+    /// Requests handled at once (body read, decoded, waiting for the database); further
+    /// requests wait for a slot.
+    pub concurrent_requests: usize,
 }
 
 impl Default for Limits {
@@ -34,18 +42,27 @@ impl Default for Limits {
             batch_body_bytes: DEFAULT_BATCH_BODY_BYTES,
             event_body_bytes: DEFAULT_EVENT_BODY_BYTES,
             decoded_bytes: DEFAULT_DECODED_BYTES,
+            concurrent_requests: DEFAULT_CONCURRENT_REQUESTS,
         }
     }
 }
 
 impl Limits {
-    /// Sets all three limits at once (handy for tests of the limits themselves).
+    /// Sets the three size limits at once (handy for tests of the limits themselves), with
+    /// the default number of concurrent requests.
     pub fn new(batch_body_bytes: usize, event_body_bytes: usize, decoded_bytes: usize) -> Self {
         Limits {
             batch_body_bytes,
             event_body_bytes,
             decoded_bytes,
+            concurrent_requests: DEFAULT_CONCURRENT_REQUESTS,
         }
+    }
+
+    /// Sets how many requests are handled at once (at least 1).
+    pub fn with_concurrent_requests(mut self, requests: usize) -> Self {
+        self.concurrent_requests = requests.max(1);
+        self
     }
 }
 

@@ -32,7 +32,7 @@ use axum::routing::{MethodRouter, get};
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::runtime::Runtime;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::config::{CollectorConfig, Limits};
 use crate::decode::{self, DecodeError, RequestMeta};
@@ -54,6 +54,8 @@ const EVENT_ROUTES: [&str; 5] = ["/i/v0/e", "/e", "/capture", "/track", "/engage
 #[derive(Debug, Clone)]
 struct AppState {
     writer: WriterSender,
+    /// One permit per request being handled: bounds memory (see [`Limits`]).
+    slots: Arc<Semaphore>,
     limits: Limits,
     /// Accepted project keys; empty means any well-formed key.
     project_keys: Arc<HashSet<String>>,
@@ -141,6 +143,11 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(), Rejection> {
+    // Held until the request is answered; waiting here is the backpressure.
+    let _slot = Arc::clone(&state.slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| Rejection::Internal)?;
     let body_limit = match route {
         Route::Batch => state.limits.batch_body_bytes,
         Route::Event => state.limits.event_body_bytes,
@@ -416,6 +423,7 @@ fn prepare(addr: SocketAddr, config: CollectorConfig) -> Result<Prepared, Collec
     let (sender, writer) = writer::spawn(conn, checkpointer).map_err(CollectorError::Runtime)?;
     let state = AppState {
         writer: sender,
+        slots: Arc::new(Semaphore::new(config.limits.concurrent_requests.max(1))),
         limits: config.limits,
         project_keys: Arc::new(config.project_keys.into_iter().collect()),
     };

@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{CheckpointConnection, IngestBatch, StoreError, WriteConnection};
 
-/// Requests waiting for the writer; a full queue makes handlers wait (backpressure).
-const QUEUE_DEPTH: usize = 256;
+/// Requests waiting for the writer; a full queue makes handlers wait (backpressure). The
+/// server's request slots bound it further.
+const QUEUE_DEPTH: usize = 64;
 /// Most requests written in one transaction.
 const MAX_GROUP: usize = 64;
 /// How often the checkpointer copies the WAL into the database file.
