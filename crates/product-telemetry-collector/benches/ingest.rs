@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use product_telemetry_collector::{CollectorConfig, RunningCollector, Store};
+use product_telemetry_collector::{CollectorConfig, EventFilter, RunningCollector, Store};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -80,6 +80,11 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
                 .writer_cpu
                 .map_or("?".into(), |c| format!("{:.1}", per_event(c))),
         );
+        println!(
+            "    then reading it: events --event --since --limit 100 {:.0} ms, stats {:.0} ms",
+            round.events_query.as_secs_f64() * 1e3,
+            round.stats_query.as_secs_f64() * 1e3,
+        );
     }
     rates.sort_by(f64::total_cmp);
     println!(
@@ -96,6 +101,10 @@ struct Round {
     cpu: Option<f64>,
     /// CPU seconds of the collector's writer thread.
     writer_cpu: Option<f64>,
+    /// `Store::events` with a name, a since time and a limit, on the round's database.
+    events_query: Duration,
+    /// `Store::stats` on the round's database.
+    stats_query: Duration,
 }
 
 /// Starts a collector on a fresh database, posts every body, stops it, checks the count.
@@ -139,14 +148,31 @@ fn run_round(
     collector.shutdown()?;
 
     let sent = (bodies.len() * EVENTS_PER_REQUEST) as u64;
-    let stored = Store::open(&db)?.count()?;
+    let store = Store::open(&db)?;
+    let stored = store.count()?;
     if stored != sent {
         return Err(format!("stored {stored} events, sent {sent}").into());
+    }
+    // What reading a table this size costs (`events` and `stats` scan it).
+    let started = Instant::now();
+    let filter = EventFilter::all()
+        .event("app_started")
+        .since(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1))
+        .limit(100);
+    let listed = store.events(&filter)?.len();
+    let events_query = started.elapsed();
+    let started = Instant::now();
+    store.stats()?;
+    let stats_query = started.elapsed();
+    if listed != 100 {
+        return Err(format!("events listed {listed}, expected 100").into());
     }
     Ok(Round {
         elapsed,
         cpu,
         writer_cpu,
+        events_query,
+        stats_query,
     })
 }
 

@@ -81,7 +81,7 @@ pub struct EventsArgs {
     /// (`2024-05-01`, midnight UTC), or an age (`30m`, `12h`, `7d`).
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub since: Option<Timestamp>,
-    /// Show at most this many events (the most recent).
+    /// Show at most this many events (the most recently received).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: usize,
     /// One JSON object per line instead of a table.
