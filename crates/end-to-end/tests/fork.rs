@@ -39,12 +39,20 @@ fn forked_child_delivers_its_own_events_and_never_the_parents() {
     // SAFETY: waits for the child created above.
     let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(waited, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
-    telemetry.shutdown(Duration::from_secs(10)).expect("parent delivered");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status}"
+    );
+    telemetry
+        .shutdown(Duration::from_secs(10))
+        .expect("parent delivered");
     assert_eq!(telemetry.stats().sent, 10);
 
     let events = server.events();
-    let uuids: HashSet<_> = events.iter().map(|e| e["uuid"].as_str().unwrap().to_string()).collect();
+    let uuids: HashSet<_> = events
+        .iter()
+        .map(|e| e["uuid"].as_str().unwrap().to_string())
+        .collect();
     let seqs: HashSet<_> = events
         .iter()
         .map(|e| e["properties"]["seq"].as_str().unwrap().to_string())

@@ -484,7 +484,9 @@ impl Client {
     /// past the timeout), [`Error::Timeout`] when the worker did not answer in time.
     /// Work goes on in the background either way.
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        let Some(live) = self.live() else {
+            return Err(Error::ShutDown);
+        };
         if !Arc::ptr_eq(&live.inner, &self.inner) {
             return live.flush(timeout);
         }
@@ -504,7 +506,9 @@ impl Client {
     /// [`Error::Undelivered`] with the number of events that exist in memory only (no
     /// spool configured, or the disk refused them).
     pub fn persist(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        let Some(live) = self.live() else {
+            return Err(Error::ShutDown);
+        };
         if !Arc::ptr_eq(&live.inner, &self.inner) {
             return live.persist(timeout);
         }
@@ -523,7 +527,9 @@ impl Client {
     /// most `timeout`. Whatever is still undelivered at the deadline is counted in
     /// [`Stats::dropped_at_shutdown`]. Calling it again returns at once.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else { return Err(Error::ShutDown) };
+        let Some(live) = self.live() else {
+            return Err(Error::ShutDown);
+        };
         if !Arc::ptr_eq(&live.inner, &self.inner) {
             return live.shutdown(timeout);
         }
