@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::event::{BoxedEvent, Event, Properties};
+use crate::scrub::Scrubber;
 use crate::spool::{DEFAULT_SPOOL_MAX_AGE, DEFAULT_SPOOL_MAX_BYTES};
 use crate::stats::{Counters, Stats};
 use crate::transport::{HttpTransport, Transport, batch_url};
@@ -109,6 +110,8 @@ pub struct ClientBuilder {
     pub(crate) spool_max_bytes: u64,
     pub(crate) spool_max_age: Duration,
     pub(crate) honour_remembered_backoff: bool,
+    pub(crate) scrubber: Option<Scrubber>,
+    pub(crate) trusted: Vec<String>,
     transport: Option<Box<dyn Transport>>,
 }
 
@@ -147,6 +150,8 @@ impl ClientBuilder {
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_max_age: DEFAULT_SPOOL_MAX_AGE,
             honour_remembered_backoff: true,
+            scrubber: None,
+            trusted: Vec::new(),
             transport: None,
         }
     }
@@ -256,6 +261,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Passes every string property value through `scrubber` on the worker before it
+    /// is sent (default: no scrubbing for a plain client; the anonymous service turns
+    /// it on). Properties named with [`trusted_property`](Self::trusted_property) and
+    /// the library's own keys are left alone.
+    pub fn scrubber(mut self, scrubber: Option<Scrubber>) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
+    /// A top-level property the scrubber leaves alone.
+    pub fn trusted_property(mut self, key: impl Into<String>) -> Self {
+        self.trusted.push(key.into());
+        self
+    }
+
     /// Replaces the HTTP transport (for tests, or to observe requests).
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Box::new(transport));
@@ -284,6 +304,8 @@ impl ClientBuilder {
             spool_max_bytes: self.spool_max_bytes,
             spool_max_age: self.spool_max_age,
             honour_remembered_backoff: self.honour_remembered_backoff,
+            scrubber: self.scrubber.clone(),
+            trusted: self.trusted.clone(),
             transport: None,
         }
     }

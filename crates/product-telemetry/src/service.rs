@@ -19,6 +19,7 @@ use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
 use crate::consent::Consent;
 use crate::event::{BoxedEvent, Event};
 use crate::identity::{UserId, app_cache_dir, user_id_path};
+use crate::scrub::Scrubber;
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::{Environment, Error, ProjectKey};
@@ -56,6 +57,8 @@ pub struct TelemetryConfig {
     pub(crate) env: Environment,
     shutdown_timeout: Duration,
     spool: bool,
+    scrub: bool,
+    trusted: Vec<String>,
     client_options: Option<ClientOptions>,
 }
 
@@ -87,6 +90,8 @@ impl TelemetryConfig {
             env: Environment::process(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             spool: true,
+            scrub: true,
+            trusted: Vec::new(),
             client_options: None,
         }
     }
@@ -162,6 +167,20 @@ impl TelemetryConfig {
         self
     }
 
+    /// Scrub personal data from string property values before they leave (default on;
+    /// see [`scrub`](crate::scrub) for exactly what is removed).
+    pub fn scrub(mut self, on: bool) -> Self {
+        self.scrub = on;
+        self
+    }
+
+    /// A top-level property whose value the scrubber leaves alone (for example a
+    /// four-part version number, which would otherwise read as an IP address).
+    pub fn trusted_property(mut self, key: impl Into<String>) -> Self {
+        self.trusted.push(key.into());
+        self
+    }
+
     /// The spool folder: `<cache home>/<app>/spool`.
     pub fn spool_dir(&self) -> Option<PathBuf> {
         app_cache_dir(&self.app, &self.env).map(|dir| dir.join("spool"))
@@ -217,6 +236,12 @@ impl TelemetryConfig {
         }
         if !self.send_ip {
             builder = builder.property("$ip", "0.0.0.0");
+        }
+        if self.scrub {
+            builder = builder.scrubber(Some(Scrubber::from_environment(&self.env)));
+        }
+        for key in &self.trusted {
+            builder = builder.trusted_property(key.clone());
         }
         if let Some(dir) = self.spool_dir().filter(|_| self.spool) {
             builder = builder.spool_dir(dir);

@@ -32,6 +32,7 @@ use crate::batch::{
 use crate::client::{ClientBuilder, Envelope, Message, Shared, Waiter};
 use crate::event::Properties;
 use crate::retry::{Verdict, backoff, classify};
+use crate::scrub::Scrubber;
 use crate::spool::Spool;
 use crate::stats::Counters;
 use crate::transport::{Transport, TransportError, TransportRequest, TransportResponse};
@@ -106,6 +107,8 @@ struct Settings {
     spool_max_bytes: u64,
     spool_max_age: Duration,
     honour_remembered_backoff: bool,
+    scrubber: Option<Scrubber>,
+    trusted: Vec<String>,
 }
 
 pub(crate) struct Worker {
@@ -159,6 +162,8 @@ impl Worker {
             spool_max_bytes: builder.spool_max_bytes,
             spool_max_age: builder.spool_max_age,
             honour_remembered_backoff: builder.honour_remembered_backoff,
+            scrubber: builder.scrubber,
+            trusted: builder.trusted,
         };
         Worker {
             rx,
@@ -431,6 +436,9 @@ impl Worker {
             return Err(format!("event {name:?} has an empty distinct id"));
         }
         let mut properties = message.event.properties().map_err(|e| e.to_string())?;
+        if let Some(scrubber) = &self.settings.scrubber {
+            scrubber.scrub_properties(&mut properties, &self.settings.trusted);
+        }
         for (key, value) in &self.settings.properties {
             if !properties.contains_key(key) {
                 properties.insert(key.clone(), value.clone());

@@ -197,3 +197,37 @@ fn invalid_events_are_dropped_and_counted_not_sent() {
     assert_eq!(events[0]["event"], "fine");
     assert_eq!(telemetry.stats().dropped_invalid, 3);
 }
+
+#[test]
+fn personal_data_is_scrubbed_before_it_leaves_unless_trusted() {
+    let server = TestServer::ok();
+    let home = tempfile::tempdir().unwrap();
+    let home_str = home.path().display().to_string();
+    let telemetry =
+        ProductTelemetry::new(config(&server, home.path()).trusted_property("build_host_ip"));
+    telemetry.capture(
+        DynamicEvent::new("error")
+            .property(
+                "message",
+                format!("cannot open {home_str}/work/notes.txt for ada@example.com"),
+            )
+            .property(
+                "endpoint",
+                "https://user:hunter2@api.example.com/v1?token=abc",
+            )
+            .property("build_host_ip", "10.1.2.3")
+            .property("model", "gpt-4o-mini"),
+    );
+    telemetry.flush(WAIT).expect("flush");
+    let props = &server.events()[0]["properties"];
+    assert_eq!(props["message"], "cannot open ~/work/notes.txt for <email>");
+    assert_eq!(props["endpoint"], "https://api.example.com/v1");
+    assert_eq!(props["build_host_ip"], "10.1.2.3", "trusted");
+    assert_eq!(props["model"], "gpt-4o-mini");
+    assert_eq!(props["$ip"], "0.0.0.0", "library keys untouched");
+
+    let raw = ProductTelemetry::new(config(&server, home.path()).scrub(false));
+    raw.capture(DynamicEvent::new("raw").property("email", "ada@example.com"));
+    raw.flush(WAIT).expect("flush");
+    assert_eq!(server.events()[1]["properties"]["email"], "ada@example.com");
+}
