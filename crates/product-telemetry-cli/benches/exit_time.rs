@@ -22,7 +22,16 @@ fn run(host: &str, extra_env: &[(&str, &str)]) -> Duration {
     command
         .env_clear()
         .env("XDG_CACHE_HOME", cache.path())
-        .args(["--host", host, "--api-key", KEY, "capture", "bench_event", "--prop", "k=v"]);
+        .args([
+            "--host",
+            host,
+            "--api-key",
+            KEY,
+            "capture",
+            "bench_event",
+            "--prop",
+            "k=v",
+        ]);
     for (k, v) in extra_env {
         command.env(k, v);
     }
@@ -71,5 +80,8 @@ fn main() {
             ms(m.saturating_sub(disabled))
         );
     }
-    println!("exit_time: healthy endpoint received {} request(s)", healthy.requests().len());
+    println!(
+        "exit_time: healthy endpoint received {} request(s)",
+        healthy.requests().len()
+    );
 }

@@ -6,7 +6,9 @@
 //!    which can turn telemetry off but never overrides a user's opt-out;
 //! 2. `DO_NOT_TRACK` set to `1`, `true` or `yes` (the community convention);
 //! 3. `ANONYMIZED_TELEMETRY` set to `false`, `0`, `no` or `off` (the reference's variable);
-//! 4. the default: enabled.
+//! 4. the user's saved preference (`telemetry enable|disable`, see
+//!    [`preference`](crate::preference));
+//! 5. the default: enabled.
 //!
 //! Values are compared without regard to letter case or surrounding spaces. This module
 //! never touches the filesystem or the network.
@@ -30,6 +32,8 @@ pub enum ConsentSource {
     DoNotTrack(String),
     /// `ANONYMIZED_TELEMETRY` holds the given value.
     AnonymizedTelemetry(String),
+    /// The user's saved preference.
+    SavedPreference,
     /// Nothing was set: the default applies.
     Default,
 }
@@ -50,8 +54,18 @@ pub struct Consent {
 
 impl Consent {
     /// Applies the rules to the application's switch (`None` when it has none) and the
-    /// environment.
+    /// environment, with no saved preference.
     pub fn decide(application: Option<bool>, env: &Environment) -> Consent {
+        Consent::decide_with(application, env, || None)
+    }
+
+    /// Applies every rule; `saved` is asked for the user's saved preference only when
+    /// nothing before it decided (so a disabled run need not read the file).
+    pub fn decide_with(
+        application: Option<bool>,
+        env: &Environment,
+        saved: impl FnOnce() -> Option<bool>,
+    ) -> Consent {
         if application == Some(false) {
             return Consent::disabled(ConsentSource::Application);
         }
@@ -68,6 +82,12 @@ impl Consent {
                     source: ConsentSource::AnonymizedTelemetry(value),
                 };
             }
+        }
+        if let Some(enabled) = saved() {
+            return Consent {
+                enabled,
+                source: ConsentSource::SavedPreference,
+            };
         }
         Consent {
             enabled: true,
@@ -102,6 +122,7 @@ impl fmt::Display for Consent {
             ConsentSource::AnonymizedTelemetry(v) => {
                 write!(f, "{state} ({ANONYMIZED_TELEMETRY}={v})")
             }
+            ConsentSource::SavedPreference => write!(f, "{state} (saved preference)"),
             ConsentSource::Default => write!(f, "{state} (default)"),
         }
     }

@@ -77,6 +77,7 @@ mod event;
 mod fork;
 pub mod identity;
 pub mod keyed_hash;
+pub mod preference;
 mod project_key;
 mod retry;
 pub mod scrub;

@@ -19,6 +19,7 @@ use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
 use crate::consent::Consent;
 use crate::event::{BoxedEvent, Event};
 use crate::identity::{UserId, app_cache_dir, user_id_path};
+use crate::preference::{self, Preference, PreferenceError, preference_path};
 use crate::scrub::Scrubber;
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
@@ -59,6 +60,7 @@ pub struct TelemetryConfig {
     spool: bool,
     scrub: bool,
     trusted: Vec<String>,
+    notice: Option<String>,
     client_options: Option<ClientOptions>,
 }
 
@@ -92,6 +94,7 @@ impl TelemetryConfig {
             spool: true,
             scrub: true,
             trusted: Vec::new(),
+            notice: None,
             client_options: None,
         }
     }
@@ -202,9 +205,74 @@ impl TelemetryConfig {
         self
     }
 
-    /// The consent these settings lead to (reads only the environment).
+    /// The first-run notice's text, shown once per app per machine on stderr before
+    /// any event leaves (default: a short text naming the app, the info link and how
+    /// to opt out). Never shown when telemetry is disabled.
+    pub fn notice(mut self, text: impl Into<String>) -> Self {
+        self.notice = Some(text.into());
+        self
+    }
+
+    /// The notice that will be shown on the first enabled run.
+    pub fn notice_text(&self) -> String {
+        if let Some(text) = &self.notice {
+            return text.clone();
+        }
+        let link = self
+            .info_url
+            .as_deref()
+            .map(|url| format!(" Learn more: {url}"))
+            .unwrap_or_default();
+        format!(
+            "{app} collects anonymous usage data (no personal data, no IP address) to improve the tool.{link}\n\
+             To opt out: `{app} telemetry disable`, or set DO_NOT_TRACK=1 or ANONYMIZED_TELEMETRY=false.",
+            app = self.app
+        )
+    }
+
+    /// The consent these settings lead to: the environment, then the saved preference.
     pub fn consent(&self) -> Consent {
-        Consent::decide(self.enabled, &self.env)
+        Consent::decide_with(self.enabled, &self.env, || self.preference().enabled)
+    }
+
+    /// The user's saved preference file for this app.
+    pub fn preference_path(&self) -> Option<PathBuf> {
+        preference_path(&self.app, &self.env)
+    }
+
+    /// The saved preference (the default when missing or unreadable).
+    fn preference(&self) -> Preference {
+        let Some(path) = self.preference_path() else {
+            return Preference::default();
+        };
+        preference::load(&path).unwrap_or_else(|e| {
+            log::debug!("telemetry: ignoring the saved preference: {e}");
+            Preference::default()
+        })
+    }
+
+    /// Shows the first-run notice on stderr unless it was shown before, and remembers
+    /// that it was (repairing a corrupt preference file on the way).
+    fn show_notice_once(&self) {
+        let Some(path) = self.preference_path() else {
+            return;
+        };
+        let mut saved = match preference::load(&path) {
+            Ok(saved) => saved,
+            Err(PreferenceError::Corrupt { .. }) => Preference::default(),
+            Err(e) => {
+                log::debug!("telemetry: cannot read {}: {e}", path.display());
+                return;
+            }
+        };
+        if saved.notice_shown {
+            return;
+        }
+        eprintln!("{}", self.notice_text());
+        saved.notice_shown = true;
+        if let Err(e) = preference::save(&path, &saved) {
+            log::debug!("telemetry: cannot remember that the notice was shown: {e}");
+        }
     }
 
     /// The id file this app uses.
@@ -297,6 +365,7 @@ impl ProductTelemetry {
             log::debug!("Telemetry disabled: {}", telemetry.consent);
             return telemetry;
         }
+        config.show_notice_once();
         let client = match config.client_builder().build() {
             Ok(client) => client,
             Err(error) => {

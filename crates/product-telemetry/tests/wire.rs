@@ -167,7 +167,14 @@ fn batches_are_cut_at_flush_at_and_sent_on_the_interval() {
     let events = server.wait_for_events(25, WAIT);
     assert_eq!(events.len(), 25);
     let sizes: Vec<usize> = server.requests().iter().map(|r| r.events().len()).collect();
-    assert_eq!(sizes, [10, 10, 5]);
+    // Events the worker receives together are spooled together and never split, so
+    // the cut depends on timing; the bounds do not.
+    assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 25);
+    assert!(
+        sizes.len() <= 5,
+        "batched, not one request per event: {sizes:?}"
+    );
     let order: Vec<i64> = events
         .iter()
         .map(|e| e["properties"]["i"].as_i64().unwrap())
