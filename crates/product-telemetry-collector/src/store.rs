@@ -48,10 +48,12 @@ const WAL_RESTART_FRAMES: u64 = 8_192; // 128 MiB
 /// truncating the file and allocating it again (measurably slower).
 const WAL_SIZE_LIMIT: i64 = 160 * 1024 * 1024;
 
-const INSERT: &str = "INSERT OR IGNORE INTO events
+const INSERT_INTO: &str = "INSERT OR IGNORE INTO events
     (uuid, event, distinct_id, timestamp, received_at, project_key, library, library_version,
-     properties)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     properties)";
+const COLUMNS_PER_ROW: usize = 9;
+/// Rows per multi-row insert statement: fewer statement executions per event.
+const ROWS_PER_INSERT: usize = 25;
 
 const SELECT_COLUMNS: &str = "uuid, event, distinct_id, timestamp, received_at, project_key,
     library, library_version, properties";
@@ -509,22 +511,52 @@ impl CheckpointConnection {
 }
 
 fn insert_batch(conn: &Connection, batch: &IngestBatch) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(INSERT)?;
     let mut inserted = 0;
-    for row in &batch.rows {
-        inserted += stmt.execute(params![
-            row.uuid,
-            row.event,
-            row.distinct_id,
-            row.timestamp,
-            batch.received_at,
-            batch.project_key,
-            row.library,
-            row.library_version,
-            row.properties,
-        ])?;
+    let mut chunks = batch.rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            bind_rows(&mut stmt, batch, chunk)?;
+            inserted += stmt.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&insert_sql(1))?;
+        for row in rest {
+            bind_rows(&mut stmt, batch, std::slice::from_ref(row))?;
+            inserted += stmt.raw_execute()?;
+        }
     }
     Ok(inserted)
+}
+
+/// Binds `rows` to the positional parameters of an insert of that many rows.
+fn bind_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    batch: &IngestBatch,
+    rows: &[Row],
+) -> rusqlite::Result<()> {
+    let mut index = 1;
+    for row in rows {
+        stmt.raw_bind_parameter(index, &row.uuid)?;
+        stmt.raw_bind_parameter(index + 1, &row.event)?;
+        stmt.raw_bind_parameter(index + 2, &row.distinct_id)?;
+        stmt.raw_bind_parameter(index + 3, &row.timestamp)?;
+        stmt.raw_bind_parameter(index + 4, &batch.received_at)?;
+        stmt.raw_bind_parameter(index + 5, &batch.project_key)?;
+        stmt.raw_bind_parameter(index + 6, &row.library)?;
+        stmt.raw_bind_parameter(index + 7, &row.library_version)?;
+        stmt.raw_bind_parameter(index + 8, &row.properties)?;
+        index += COLUMNS_PER_ROW;
+    }
+    Ok(())
+}
+
+/// `INSERT OR IGNORE … VALUES (?, …), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", ["?"; COLUMNS_PER_ROW].join(","));
+    format!("{INSERT_INTO} VALUES {}", vec![one; rows].join(","))
 }
 
 fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -609,6 +641,35 @@ mod tests {
             stats.by_day,
             [("2024-05-01".into(), 2), ("2024-05-02".into(), 1)]
         );
+    }
+
+    #[test]
+    fn multi_row_inserts_keep_every_row_and_skip_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.sqlite");
+        let mut writer = WriteConnection::open(&path).expect("open writer");
+        // 2 full multi-row statements and a remainder, with one uuid repeated inside.
+        let mut events: Vec<NewEvent> = (0..2 * ROWS_PER_INSERT + 7)
+            .map(|i| new_event(&format!("e{i}"), "2024-05-01T10:00:00Z"))
+            .collect();
+        events[40].uuid = events[3].uuid;
+        let batch = ingest(events);
+        let results = writer.write_all(&[&batch]);
+        assert!(matches!(results[..], [Ok(n)] if n == 2 * ROWS_PER_INSERT + 6));
+        let store = Store::open(&path).expect("open reader");
+        assert_eq!(
+            store.count().expect("count"),
+            (2 * ROWS_PER_INSERT + 6) as u64
+        );
+        let names: Vec<String> = store
+            .events(&EventFilter::all())
+            .expect("query")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(names.first().map(String::as_str), Some("e0"));
+        assert_eq!(names.last().map(String::as_str), Some("e56"));
+        assert!(!names.contains(&"e40".to_string()));
     }
 
     #[test]
