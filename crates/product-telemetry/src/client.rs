@@ -29,13 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::event::{BoxedEvent, Event, Properties};
 use crate::scrub::Scrubber;
 use crate::spool::{DEFAULT_SPOOL_MAX_AGE, DEFAULT_SPOOL_MAX_BYTES};
 use crate::stats::{Counters, Stats};
 use crate::transport::{HttpTransport, Transport, batch_url};
 use crate::worker::Worker;
+use crate::{Environment, Error};
 
 /// The default PostHog host (EU ingestion), as in the reference.
 pub const DEFAULT_HOST: &str = "https://eu.i.posthog.com";
@@ -43,6 +43,10 @@ pub const DEFAULT_HOST: &str = "https://eu.i.posthog.com";
 /// Set to a true-like value to print every event's JSON to stderr as it is queued for
 /// sending.
 pub const DEBUG_ENV: &str = "PRODUCT_TELEMETRY_DEBUG";
+
+/// Set to a true-like value to print each request body exactly as it would be sent
+/// (uncompressed) to stderr, and send nothing.
+pub const DRY_RUN_ENV: &str = "PRODUCT_TELEMETRY_DRY_RUN";
 
 /// One event for a specific distinct id, with an optional timestamp and uuid.
 ///
@@ -112,6 +116,9 @@ pub struct ClientBuilder {
     pub(crate) honour_remembered_backoff: bool,
     pub(crate) scrubber: Option<Scrubber>,
     pub(crate) trusted: Vec<String>,
+    pub(crate) dry_run: bool,
+    pub(crate) sent_log: Option<PathBuf>,
+    pub(crate) common_properties: Option<Environment>,
     transport: Option<Box<dyn Transport>>,
 }
 
@@ -152,6 +159,9 @@ impl ClientBuilder {
             honour_remembered_backoff: true,
             scrubber: None,
             trusted: Vec::new(),
+            dry_run: std::env::var(DRY_RUN_ENV).is_ok_and(|v| crate::is_true_like(&v)),
+            sent_log: None,
+            common_properties: None,
             transport: None,
         }
     }
@@ -270,6 +280,27 @@ impl ClientBuilder {
         self
     }
 
+    /// Print each request body to stderr instead of sending it (default: from
+    /// [`DRY_RUN_ENV`]).
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
+    /// Keep a bounded log of the last events the server acknowledged in this file, so
+    /// a user can see exactly what was shared (see [`sent_log`](crate::sent_log)).
+    pub fn sent_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sent_log = Some(path.into());
+        self
+    }
+
+    /// Add the common properties (OS, architecture, a per-process session id, CI and
+    /// its vendor), computed once on the worker from `env`.
+    pub fn common_properties(mut self, env: Environment) -> Self {
+        self.common_properties = Some(env);
+        self
+    }
+
     /// A top-level property the scrubber leaves alone.
     pub fn trusted_property(mut self, key: impl Into<String>) -> Self {
         self.trusted.push(key.into());
@@ -306,6 +337,9 @@ impl ClientBuilder {
             honour_remembered_backoff: self.honour_remembered_backoff,
             scrubber: self.scrubber.clone(),
             trusted: self.trusted.clone(),
+            dry_run: self.dry_run,
+            sent_log: self.sent_log.clone(),
+            common_properties: self.common_properties.clone(),
             transport: None,
         }
     }

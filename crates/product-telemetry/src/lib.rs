@@ -61,6 +61,7 @@
 //! | `DO_NOT_TRACK` | `1`, `true`, `yes` turn telemetry off |
 //! | `XDG_CACHE_HOME` | where the id file lives (when absolute); else `~/.<app>` |
 //! | `PRODUCT_TELEMETRY_DEBUG` | `1` prints each event's JSON to stderr |
+//! | `PRODUCT_TELEMETRY_DRY_RUN` | `1` prints each request body to stderr and sends nothing |
 //! | `HTTPS_PROXY`, `NO_PROXY` | proxy settings, honoured |
 //!
 //! The library never reads `.env` files and never prints unless asked to; it logs
@@ -70,6 +71,7 @@
 
 mod batch;
 mod client;
+mod common;
 pub mod consent;
 mod environment;
 mod error;
@@ -81,6 +83,7 @@ pub mod preference;
 mod project_key;
 mod retry;
 pub mod scrub;
+pub mod sent_log;
 mod service;
 pub mod spool;
 mod stats;
@@ -89,7 +92,7 @@ pub mod transport;
 mod worker;
 
 pub use batch::{MAX_BATCH_EVENTS, MAX_DISTINCT_ID_CHARS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES};
-pub use client::{Client, ClientBuilder, DEBUG_ENV, DEFAULT_HOST, Message};
+pub use client::{Client, ClientBuilder, DEBUG_ENV, DEFAULT_HOST, DRY_RUN_ENV, Message};
 pub use consent::{Consent, ConsentSource};
 pub use environment::Environment;
 pub use error::Error;

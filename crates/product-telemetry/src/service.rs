@@ -21,6 +21,7 @@ use crate::event::{BoxedEvent, Event};
 use crate::identity::{UserId, app_cache_dir, user_id_path};
 use crate::preference::{self, Preference, PreferenceError, preference_path};
 use crate::scrub::Scrubber;
+use crate::sent_log::SENT_LOG_FILE_NAME;
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::{Environment, Error, ProjectKey};
@@ -307,6 +308,10 @@ impl TelemetryConfig {
         }
         if self.scrub {
             builder = builder.scrubber(Some(Scrubber::from_environment(&self.env)));
+        }
+        builder = builder.common_properties(self.env.clone());
+        if let Some(dir) = app_cache_dir(&self.app, &self.env).filter(|_| self.spool) {
+            builder = builder.sent_log(dir.join(SENT_LOG_FILE_NAME));
         }
         for key in &self.trusted {
             builder = builder.trusted_property(key.clone());

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use crate::Environment;
 use crate::batch::{
     EncodedEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, encode_event, request_body,
 };
@@ -109,6 +110,9 @@ struct Settings {
     honour_remembered_backoff: bool,
     scrubber: Option<Scrubber>,
     trusted: Vec<String>,
+    dry_run: bool,
+    sent_log: Option<PathBuf>,
+    common_properties: Option<Environment>,
 }
 
 pub(crate) struct Worker {
@@ -164,6 +168,9 @@ impl Worker {
             honour_remembered_backoff: builder.honour_remembered_backoff,
             scrubber: builder.scrubber,
             trusted: builder.trusted,
+            dry_run: builder.dry_run,
+            sent_log: builder.sent_log,
+            common_properties: builder.common_properties,
         };
         Worker {
             rx,
@@ -188,6 +195,11 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self) {
+        if let Some(env) = self.settings.common_properties.take() {
+            for (key, value) in crate::common::properties(&env) {
+                self.settings.properties.entry(key).or_insert(value);
+            }
+        }
         self.open_spool();
         loop {
             let wait = self.next_wake().saturating_duration_since(Instant::now());
@@ -705,9 +717,19 @@ impl Worker {
         if events.is_empty() {
             return;
         }
+        if self.settings.dry_run {
+            let body = request_body(&self.settings.api_key, &events, false);
+            eprintln!(
+                "[product-telemetry dry run] POST {} (not sent)\n{}",
+                self.settings.url,
+                String::from_utf8_lossy(&body)
+            );
+            let count = self.release(batch);
+            self.count(|c| &c.sent, count);
+            return;
+        }
         let uuids: Vec<Uuid> = events.iter().map(|e| e.uuid).collect();
         let body = request_body(&self.settings.api_key, &events, self.settings.gzip);
-        drop(events);
         let request = TransportRequest {
             url: &self.settings.url,
             body: &body,
@@ -748,6 +770,9 @@ impl Worker {
         let count = batch.count();
         match verdict {
             Verdict::Delivered => {
+                if let Some(path) = &self.settings.sent_log {
+                    crate::sent_log::append(path, events.iter().map(|e| e.json.as_slice()));
+                }
                 self.release(batch);
                 self.count(|c| &c.sent, count);
                 if self.blocked_until.take().is_some()

@@ -99,7 +99,27 @@ fn payload_matches_posthog_batch_api_field_by_field() {
     assert_eq!(props["$process_person_profile"], false);
     assert_eq!(props["$geoip_disable"], true);
     assert_eq!(props["$ip"], "0.0.0.0");
-    assert_eq!(props.len(), 7, "{props:?}");
+    assert_eq!(
+        props["$os"],
+        if cfg!(target_os = "linux") {
+            "Linux"
+        } else {
+            props["$os"].as_str().unwrap()
+        }
+    );
+    assert_eq!(props["os_arch"], std::env::consts::ARCH);
+    assert_eq!(props["ci"], false);
+    assert!(!props.contains_key("ci_vendor"));
+    let session = props["session_id"].as_str().unwrap();
+    assert_eq!(
+        batch[1]["properties"]["session_id"], session,
+        "one session per process"
+    );
+    assert_eq!(
+        props.len(),
+        11,
+        "nothing else, no host or user name: {props:?}"
+    );
 
     assert_eq!(batch[1]["event"], "custom");
     assert_eq!(batch[1]["properties"]["n"], 3);
@@ -237,4 +257,29 @@ fn personal_data_is_scrubbed_before_it_leaves_unless_trusted() {
     raw.capture(DynamicEvent::new("raw").property("email", "ada@example.com"));
     raw.flush(WAIT).expect("flush");
     assert_eq!(server.events()[1]["properties"]["email"], "ada@example.com");
+}
+
+#[test]
+fn dry_run_prints_the_exact_payload_and_sends_nothing() {
+    let server = TestServer::ok();
+    let home = tempfile::tempdir().unwrap();
+    let telemetry =
+        ProductTelemetry::new(config(&server, home.path()).client_options(|c| c.dry_run(true)));
+    telemetry.capture(DynamicEvent::new("rehearsal"));
+    telemetry.flush(WAIT).expect("a dry run completes");
+    assert_eq!(server.connections(), 0, "nothing sent");
+}
+
+#[test]
+fn the_sent_log_records_what_left_the_machine() {
+    let server = TestServer::ok();
+    let home = tempfile::tempdir().unwrap();
+    let telemetry = ProductTelemetry::new(config(&server, home.path()));
+    telemetry.capture(DynamicEvent::new("shared").property("k", "v"));
+    telemetry.flush(WAIT).expect("delivered");
+    let log =
+        product_telemetry::sent_log::read_last(&home.path().join(".wireapp/wireapp/sent.log"), 10);
+    assert_eq!(log.len(), 1);
+    let logged: serde_json::Value = serde_json::from_str(&log[0]).unwrap();
+    assert_eq!(logged, server.events()[0], "exactly what was sent");
 }
