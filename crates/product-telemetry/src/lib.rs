@@ -79,6 +79,7 @@ mod event;
 mod fork;
 pub mod identity;
 pub mod keyed_hash;
+mod panic_capture;
 pub mod preference;
 mod project_key;
 mod retry;

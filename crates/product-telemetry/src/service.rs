@@ -62,6 +62,7 @@ pub struct TelemetryConfig {
     scrub: bool,
     trusted: Vec<String>,
     notice: Option<String>,
+    capture_panics: bool,
     client_options: Option<ClientOptions>,
 }
 
@@ -96,6 +97,7 @@ impl TelemetryConfig {
             scrub: true,
             trusted: Vec::new(),
             notice: None,
+            capture_panics: false,
             client_options: None,
         }
     }
@@ -211,6 +213,14 @@ impl TelemetryConfig {
     /// to opt out). Never shown when telemetry is disabled.
     pub fn notice(mut self, text: impl Into<String>) -> Self {
         self.notice = Some(text.into());
+        self
+    }
+
+    /// Record panics as `$exception` events (opt-in): a chained panic hook, the message
+    /// scrubbed, the location reduced to a crate-relative file and line, and the event
+    /// kept in the spool when it cannot be delivered before the process dies.
+    pub fn capture_panics(mut self, on: bool) -> Self {
+        self.capture_panics = on;
         self
     }
 
@@ -388,9 +398,13 @@ impl ProductTelemetry {
                 config.app
             ),
         }
+        let distinct_id: Arc<str> = Arc::from(user_id.as_str());
+        if config.capture_panics {
+            crate::panic_capture::install(client.clone(), Arc::clone(&distinct_id));
+        }
         telemetry.active = Some(Active {
             client,
-            distinct_id: Arc::from(user_id.as_str()),
+            distinct_id,
             user_id,
         });
         telemetry
