@@ -7,11 +7,12 @@
 mod capture;
 mod flush;
 mod options;
-mod status;
+mod user_id;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use product_telemetry::command::TelemetryCommand;
 
 use crate::options::GlobalOptions;
 
@@ -31,8 +32,15 @@ struct Cli {
 enum Command {
     /// Capture one event and deliver it (waits at most --timeout; always exits 0).
     Capture(capture::CaptureArgs),
-    /// Show whether telemetry is on and why, the id file and id, host and app.
-    Status(status::StatusArgs),
+    /// Show whether telemetry is on and why, the id file and id, host, app and spool.
+    Status {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// See or change consent: status, enable, disable, reset-id, log.
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
     /// Print the anonymous id (creating it when telemetry is enabled).
     UserId,
     /// Deliver the events waiting in the spool now.
@@ -52,8 +60,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Capture(args) => capture::run(&cli.global, args),
-        Command::Status(args) => status::run(&cli.global, &args),
-        Command::UserId => status::user_id(&cli.global),
+        Command::Status { json } => TelemetryCommand::Status { json }.run(&cli.global.config()),
+        Command::Telemetry(command) => command.run(&cli.global.config()),
+        Command::UserId => user_id::run(&cli.global),
         Command::Flush(args) => flush::run(&cli.global, &args),
         Command::Collect(args) => product_telemetry_collector::cli::collect(args),
         Command::Events(args) => product_telemetry_collector::cli::events(args),

@@ -58,7 +58,7 @@ fn capture_delivers_properties_with_the_shared_id() {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let events = server.events();
+    let events = server.wait_for_events(1, Duration::from_secs(10));
     assert_eq!(events.len(), 1);
     let event = &events[0];
     assert_eq!(event["event"], "install_finished");
@@ -89,7 +89,7 @@ fn options_can_come_from_the_environment() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let events = server.events();
+    let events = server.wait_for_events(1, Duration::from_secs(10));
     assert_eq!(events[0]["properties"]["sdk_version"], "0.0.9");
     assert!(cache.path().join("envapp/telemetry_user_id").exists());
 }
@@ -401,7 +401,10 @@ fn an_undelivered_event_waits_in_the_spool_until_flush() {
         "{}",
         stdout(&flushed)
     );
-    assert_eq!(server.events()[0]["event"], "patient");
+    assert_eq!(
+        server.wait_for_events(1, Duration::from_secs(10))[0]["event"],
+        "patient"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&cli(cache.path(), &["status", "--json"], &[]).stdout).unwrap();
     assert_eq!(json["spool"]["events_waiting"], 0);

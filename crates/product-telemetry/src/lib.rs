@@ -71,6 +71,8 @@
 
 mod batch;
 mod client;
+#[cfg(feature = "clap")]
+pub mod command;
 mod common;
 pub mod consent;
 mod environment;

@@ -306,6 +306,11 @@ impl TelemetryConfig {
         &self.app
     }
 
+    /// The log of what was sent: `<cache home>/<app>/sent.log`.
+    pub fn sent_log_path(&self) -> Option<PathBuf> {
+        app_cache_dir(&self.app, &self.env).map(|dir| dir.join(SENT_LOG_FILE_NAME))
+    }
+
     fn client_builder(&mut self) -> ClientBuilder {
         let mut builder = Client::builder(self.api_key.resolve(&self.env))
             .host(self.host.clone())
@@ -320,8 +325,8 @@ impl TelemetryConfig {
             builder = builder.scrubber(Some(Scrubber::from_environment(&self.env)));
         }
         builder = builder.common_properties(self.env.clone());
-        if let Some(dir) = app_cache_dir(&self.app, &self.env).filter(|_| self.spool) {
-            builder = builder.sent_log(dir.join(SENT_LOG_FILE_NAME));
+        if let Some(path) = self.sent_log_path().filter(|_| self.spool) {
+            builder = builder.sent_log(path);
         }
         for key in &self.trusted {
             builder = builder.trusted_property(key.clone());
