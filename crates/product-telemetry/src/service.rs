@@ -19,6 +19,7 @@ use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
 use crate::consent::Consent;
 use crate::event::{BoxedEvent, Event};
 use crate::identity::{UserId, app_cache_dir, user_id_path};
+use crate::keyed_hash::KeyedHasher;
 use crate::preference::{self, Preference, PreferenceError, preference_path};
 use crate::scrub::Scrubber;
 use crate::sent_log::SENT_LOG_FILE_NAME;
@@ -350,6 +351,9 @@ struct Active {
     client: Client,
     distinct_id: Arc<str>,
     user_id: UserId,
+    /// Where the keyed-hash secret lives (beside the id file).
+    secret_dir: Option<PathBuf>,
+    hasher: OnceLock<KeyedHasher>,
 }
 
 /// The anonymous telemetry service.
@@ -411,6 +415,8 @@ impl ProductTelemetry {
             client,
             distinct_id,
             user_id,
+            secret_dir: app_cache_dir(&config.app, &config.env),
+            hasher: OnceLock::new(),
         });
         telemetry
     }
@@ -444,6 +450,27 @@ impl ProductTelemetry {
     /// The anonymous id events are sent with (`None` when disabled: no id is created).
     pub fn user_id(&self) -> Option<&UserId> {
         self.active.as_ref().map(|a| &a.user_id)
+    }
+
+    /// A keyed one-way hash of `value` (HMAC-SHA256 with a random per-install secret
+    /// kept beside the id): equal values give equal hashes on this machine, and the
+    /// value cannot be read back. For project names, repository URLs and the like.
+    /// `None` when telemetry is disabled (no secret is created then).
+    ///
+    /// ```no_run
+    /// # use product_telemetry::{ProductTelemetry, TelemetryConfig, DynamicEvent};
+    /// # let telemetry = ProductTelemetry::new(TelemetryConfig::new("app", "phc_placeholder"));
+    /// if let Some(repo) = telemetry.keyed_hash("git@example.com:acme/secret-project.git") {
+    ///     telemetry.capture(DynamicEvent::new("repo_opened").property("repo", repo));
+    /// }
+    /// ```
+    pub fn keyed_hash(&self, value: &str) -> Option<String> {
+        let active = self.active.as_ref()?;
+        let hasher = active.hasher.get_or_init(|| match &active.secret_dir {
+            Some(dir) => KeyedHasher::load_or_create(dir),
+            None => KeyedHasher::ephemeral("no home folder"),
+        });
+        Some(hasher.hash(value))
     }
 
     /// The underlying PostHog client (`None` when disabled).

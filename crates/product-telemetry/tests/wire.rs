@@ -283,3 +283,45 @@ fn the_sent_log_records_what_left_the_machine() {
     let logged: serde_json::Value = serde_json::from_str(&log[0]).unwrap();
     assert_eq!(logged, server.events()[0], "exactly what was sent");
 }
+
+#[test]
+fn keyed_hashes_link_values_on_one_machine_without_revealing_them() {
+    let server = TestServer::ok();
+    let home = tempfile::tempdir().unwrap();
+    let telemetry = ProductTelemetry::new(config(&server, home.path()));
+    let a = telemetry
+        .keyed_hash("git@example.com:acme/secret.git")
+        .unwrap();
+    let b = telemetry
+        .keyed_hash("git@example.com:acme/secret.git")
+        .unwrap();
+    let c = telemetry
+        .keyed_hash("git@example.com:acme/other.git")
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(!a.contains("secret"));
+    assert!(
+        home.path()
+            .join(".wireapp/wireapp/telemetry_secret")
+            .exists()
+    );
+    // Another run on this machine links the same value to the same hash.
+    let again = ProductTelemetry::new(config(&server, home.path()));
+    assert_eq!(
+        again.keyed_hash("git@example.com:acme/secret.git").unwrap(),
+        a
+    );
+    // It passes the scrubber unchanged.
+    telemetry.capture(DynamicEvent::new("repo").property("repo", a.clone()));
+    telemetry.flush(WAIT).unwrap();
+    assert_eq!(server.events()[0]["properties"]["repo"], a.as_str());
+
+    let disabled = ProductTelemetry::new(TelemetryConfig::new("wireapp", KEY).environment(
+        Environment::from_pairs([
+            ("HOME", home.path().as_os_str().to_owned()),
+            ("DO_NOT_TRACK", "1".into()),
+        ]),
+    ));
+    assert_eq!(disabled.keyed_hash("x"), None);
+}
