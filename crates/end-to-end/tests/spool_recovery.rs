@@ -345,3 +345,22 @@ fn processes_sharing_a_spool_send_each_event_once() {
     assert_eq!(seqs.len(), 40 + 6 * 25);
     assert_eq!(spooled_files(home.path()), 0);
 }
+
+#[test]
+fn an_unwritable_cache_falls_back_to_memory_only_delivery() {
+    // /proc refuses new folders even to root: no id file, no spool.
+    let home = Path::new("/proc/product-telemetry-e2e");
+    let server = TestServer::ok();
+    let telemetry = ProductTelemetry::new(config(home, &server.url()));
+    assert!(telemetry.is_enabled());
+    for i in 0..5 {
+        telemetry.capture(DynamicEvent::new("memory_only").property("seq", i.to_string()));
+    }
+    assert!(
+        telemetry.persist(Duration::from_secs(5)).is_err(),
+        "events exist in memory only"
+    );
+    telemetry.shutdown(WAIT).expect("delivered from memory");
+    assert_eq!(server.events().len(), 5);
+    assert_eq!(telemetry.stats().spooled, 0);
+}
