@@ -11,8 +11,13 @@
 //! 3. one valid token for the whole request → else 401 (see [`validate_token`]);
 //! 4. each event has a name and a distinct id → else 400.
 //!
-//! Properties are kept as the exact JSON text the client sent; only the few keys the rules
-//! need (`token`, `distinct_id`, `$lib`, `$lib_version`, `$ignore_sent_at`) are looked at.
+//! Like PostHog: a nameless single event sent to `/engage` is a person update named
+//! `$identify`; top-level `$set`/`$set_once` move into the properties; `$performance_event`s
+//! are dropped on arrival (a request of nothing else is accepted and stores nothing).
+//!
+//! Properties are otherwise kept as the exact JSON text the client sent; only the few keys
+//! the rules need (`token`, `distinct_id`, `$lib`, `$lib_version`, `$ignore_sent_at`) are
+//! looked at.
 //! This module does no I/O and knows nothing of HTTP.
 
 use std::borrow::Cow;
@@ -168,6 +173,10 @@ struct WireEvent<'a> {
     timestamp: Option<Cow<'a, str>>,
     #[serde(default)]
     offset: Option<i64>,
+    #[serde(default, borrow, rename = "$set")]
+    set: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "$set_once")]
+    set_once: Option<&'a RawValue>,
 }
 
 /// A JSON object at the top level: a batch when it has `batch`, else a single event (whose
@@ -199,6 +208,10 @@ struct WireObject<'a> {
     timestamp: Option<Cow<'a, str>>,
     #[serde(default)]
     offset: Option<i64>,
+    #[serde(default, borrow, rename = "$set")]
+    set: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "$set_once")]
+    set_once: Option<&'a RawValue>,
 }
 
 /// The few properties the rules look at; everything else is skipped unparsed.
@@ -218,6 +231,46 @@ struct PropertiesPeek {
     ignore_sent_at: Option<Value>,
 }
 
+/// What is known about a request besides its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// When the request arrived (the base of clock-skew correction).
+    pub received: Timestamp,
+    /// `sent_at` from the `_` query parameter, used when the body carries none.
+    pub query_sent_at: Option<Timestamp>,
+    /// The request came to `/engage`: a single event object without a name is then a
+    /// person update and named `$identify`, as PostHog does.
+    pub engage: bool,
+}
+
+impl RequestContext {
+    /// A request received at `received`, not on `/engage`, without a query `sent_at`.
+    pub fn new(received: Timestamp) -> RequestContext {
+        RequestContext {
+            received,
+            query_sent_at: None,
+            engage: false,
+        }
+    }
+
+    /// Sets the `sent_at` taken from the query string.
+    pub fn with_query_sent_at(mut self, sent_at: Option<Timestamp>) -> RequestContext {
+        self.query_sent_at = sent_at;
+        self
+    }
+
+    /// Marks the request as sent to `/engage`.
+    pub fn on_engage(mut self) -> RequestContext {
+        self.engage = true;
+        self
+    }
+}
+
+/// Events PostHog's capture drops on arrival; a request holding only these is answered as
+/// accepted and stores nothing.
+pub const DROPPED_EVENTS: [&str; 1] = ["$performance_event"];
+
 /// The shape-independent view of a request.
 struct Envelope<'a> {
     batch_token: Option<String>,
@@ -226,24 +279,23 @@ struct Envelope<'a> {
     events: Vec<WireEvent<'a>>,
 }
 
-/// Applies every rule to a decoded request. `query_sent_at` is the `_` query parameter
-/// (used when the body has no `sent_at`); `received` is when the request arrived.
+/// Applies every rule to a decoded request.
+///
+/// The result holds no event (and an unchecked, empty token) when every event was one
+/// PostHog drops on arrival ([`DROPPED_EVENTS`]): such a request is accepted and stores
+/// nothing.
 ///
 /// ```
-/// use product_telemetry_collector::payload::parse_request;
+/// use product_telemetry_collector::payload::{RequestContext, parse_request};
 ///
 /// let json = r#"{"api_key":"phc_k","batch":[{"event":"opened","distinct_id":"u1",
 ///               "properties":{"$lib":"posthog-rs","$lib_version":"0.3.0"}}]}"#;
-/// let batch = parse_request(json, None, jiff::Timestamp::now()).unwrap();
+/// let batch = parse_request(json, &RequestContext::new(jiff::Timestamp::now())).unwrap();
 /// assert_eq!(batch.token, "phc_k");
 /// assert_eq!(batch.events[0].library.as_deref(), Some("posthog-rs"));
 /// ```
-pub fn parse_request(
-    json: &str,
-    query_sent_at: Option<Timestamp>,
-    received: Timestamp,
-) -> Result<CaptureBatch, PayloadError> {
-    let envelope = parse_shape(json)?;
+pub fn parse_request(json: &str, context: &RequestContext) -> Result<CaptureBatch, PayloadError> {
+    let mut envelope = parse_shape(json, context.engage)?;
 
     // Rule 1 (continued): every uuid must be valid before anything else is judged.
     let uuids = envelope
@@ -256,6 +308,27 @@ pub fn parse_request(
     if envelope.events.is_empty() {
         return Err(PayloadError::EmptyBatch);
     }
+    let mut uuids = uuids.into_iter();
+    let mut kept_uuids = Vec::with_capacity(envelope.events.len());
+    envelope.events.retain(|e| {
+        let uuid = uuids.next().flatten();
+        let keep = !e
+            .event
+            .as_deref()
+            .is_some_and(|name| DROPPED_EVENTS.contains(&name));
+        if keep {
+            kept_uuids.push(uuid);
+        }
+        keep
+    });
+    if envelope.events.is_empty() {
+        return Ok(CaptureBatch {
+            token: String::new(),
+            historical_migration: envelope.historical_migration,
+            events: Vec::new(),
+        });
+    }
+    let uuids = kept_uuids;
 
     // Peek into each event's properties once (a non-object is a parse error).
     let peeks = envelope
@@ -272,13 +345,13 @@ pub fn parse_request(
         .sent_at
         .as_deref()
         .and_then(clock::parse_client_time)
-        .or(query_sent_at);
+        .or(context.query_sent_at);
     let events = envelope
         .events
         .into_iter()
         .zip(peeks)
         .zip(uuids)
-        .map(|((wire, peek), uuid)| build_event(wire, peek, uuid, sent_at, received))
+        .map(|((wire, peek), uuid)| build_event(wire, peek, uuid, sent_at, context.received))
         .collect::<Result<Vec<_>, _>>()?;
 
     Ok(CaptureBatch {
@@ -288,7 +361,7 @@ pub fn parse_request(
     })
 }
 
-fn parse_shape(json: &str) -> Result<Envelope<'_>, PayloadError> {
+fn parse_shape(json: &str, engage: bool) -> Result<Envelope<'_>, PayloadError> {
     let parse_err = |e: serde_json::Error| PayloadError::Parse(e.to_string());
     match json.trim_start().as_bytes().first() {
         Some(b'[') => Ok(Envelope {
@@ -299,7 +372,7 @@ fn parse_shape(json: &str) -> Result<Envelope<'_>, PayloadError> {
         }),
         Some(b'{') => {
             let object: WireObject<'_> = serde_json::from_str(json).map_err(parse_err)?;
-            Ok(object.into_envelope())
+            Ok(object.into_envelope(engage))
         }
         _ => Err(PayloadError::Parse(
             "expected a JSON array of events, a batch object or an event object".into(),
@@ -308,7 +381,7 @@ fn parse_shape(json: &str) -> Result<Envelope<'_>, PayloadError> {
 }
 
 impl<'a> WireObject<'a> {
-    fn into_envelope(self) -> Envelope<'a> {
+    fn into_envelope(self, engage: bool) -> Envelope<'a> {
         match self.batch {
             Some(batch) => Envelope {
                 batch_token: self.token.or(self.api_key),
@@ -326,10 +399,16 @@ impl<'a> WireObject<'a> {
                     api_key: self.api_key,
                     distinct_id: self.distinct_id,
                     uuid: self.uuid,
-                    event: self.event,
+                    // A person update to /engage comes without a name.
+                    event: match self.event {
+                        None if engage => Some("$identify".to_string()),
+                        name => name,
+                    },
                     properties: self.properties,
                     timestamp: self.timestamp,
                     offset: self.offset,
+                    set: self.set,
+                    set_once: self.set_once,
                 }],
             },
         }
@@ -416,6 +495,7 @@ fn build_event(
         None | Some("null") => "{}".to_string(),
         Some(text) => text.to_string(),
     };
+    let properties = merge_person_updates(properties, wire.set, wire.set_once)?;
     Ok(NewEvent {
         uuid: uuid.unwrap_or_else(Uuid::now_v7),
         event,
@@ -425,6 +505,40 @@ fn build_event(
         library_version: into_string(peek.lib_version),
         properties,
     })
+}
+
+/// Top-level `$set` / `$set_once` (person updates, e.g. from `/engage`) move into the
+/// properties, over any the properties already hold, as PostHog's ingestion does. Without
+/// them the properties text is kept exactly as sent.
+fn merge_person_updates(
+    properties: String,
+    set: Option<&RawValue>,
+    set_once: Option<&RawValue>,
+) -> Result<String, PayloadError> {
+    let updates: Vec<(&str, &RawValue)> = [("$set", set), ("$set_once", set_once)]
+        .into_iter()
+        .filter_map(|(key, raw)| raw.filter(|r| r.get() != "null").map(|r| (key, r)))
+        .collect();
+    if updates.is_empty() {
+        return Ok(properties);
+    }
+    let parse_err = |e: serde_json::Error| PayloadError::Parse(e.to_string());
+    let mut map: serde_json::Map<String, Value> =
+        serde_json::from_str(&properties).map_err(parse_err)?;
+    for (key, raw) in updates {
+        let Value::Object(update) = serde_json::from_str(raw.get()).map_err(parse_err)? else {
+            return Err(PayloadError::Parse(format!(
+                "{key}: expected a JSON object"
+            )));
+        };
+        match map.get_mut(key) {
+            Some(Value::Object(existing)) => existing.extend(update),
+            _ => {
+                map.insert(key.to_string(), Value::Object(update));
+            }
+        }
+    }
+    serde_json::to_string(&map).map_err(parse_err)
 }
 
 /// Strings as they are, anything else as compact JSON; NUL replaced; at most 200
@@ -464,7 +578,7 @@ mod tests {
     }
 
     fn parse(json: &Value) -> Result<CaptureBatch, PayloadError> {
-        parse_request(&json.to_string(), None, now())
+        parse_request(&json.to_string(), &RequestContext::new(now()))
     }
 
     fn event(name: &str) -> Value {
@@ -517,15 +631,15 @@ mod tests {
     #[test]
     fn not_json_is_a_parse_error() {
         assert!(matches!(
-            parse_request("hello", None, now()),
+            parse_request("hello", &RequestContext::new(now())),
             Err(PayloadError::Parse(_))
         ));
         assert!(matches!(
-            parse_request("[{\"event\":", None, now()),
+            parse_request("[{\"event\":", &RequestContext::new(now())),
             Err(PayloadError::Parse(_))
         ));
         assert!(matches!(
-            parse_request("42", None, now()),
+            parse_request("42", &RequestContext::new(now())),
             Err(PayloadError::Parse(_))
         ));
     }
@@ -544,7 +658,7 @@ mod tests {
             {"event":"a","distinct_id":"u","properties": {"b": [1, 2],  "é": "x"}},
             {"event":"b","distinct_id":"u","properties":null},
             {"event":"c","distinct_id":"u"}]}"#;
-        let batch = parse_request(json, None, now()).expect("valid");
+        let batch = parse_request(json, &RequestContext::new(now())).expect("valid");
         assert_eq!(batch.events[0].properties, r#"{"b": [1, 2],  "é": "x"}"#);
         assert_eq!(batch.events[1].properties, "{}");
         assert_eq!(batch.events[2].properties, "{}");
@@ -801,6 +915,50 @@ mod tests {
         assert_ne!(batch.events[1].uuid, batch.events[2].uuid);
     }
 
+    // ---- engage, person updates, dropped events ----
+
+    #[test]
+    fn engage_event_without_a_name_is_identify() {
+        let json = json!({"token": "phc_k", "distinct_id": "u", "$set": {"plan": "pro"}});
+        let batch = parse_request(&json.to_string(), &RequestContext::new(now()).on_engage())
+            .expect("valid");
+        assert_eq!(batch.events[0].event, "$identify");
+        assert_eq!(batch.events[0].properties, r#"{"$set":{"plan":"pro"}}"#);
+        // Elsewhere a nameless event is refused.
+        assert_eq!(parse(&json), Err(PayloadError::MissingEventName));
+    }
+
+    #[test]
+    fn top_level_set_and_set_once_move_into_properties() {
+        let batch = parse(&json!({"api_key": "phc_k", "batch": [{
+            "event": "e", "distinct_id": "u",
+            "properties": {"a": 1, "$set": {"old": true, "plan": "free"}},
+            "$set": {"plan": "pro"},
+            "$set_once": {"first_seen": "2024"}
+        }]}))
+        .expect("valid");
+        let properties: Value = serde_json::from_str(&batch.events[0].properties).expect("json");
+        assert_eq!(
+            properties,
+            json!({"a": 1, "$set": {"old": true, "plan": "pro"},
+                   "$set_once": {"first_seen": "2024"}})
+        );
+    }
+
+    #[test]
+    fn performance_events_are_dropped() {
+        let batch = parse(&json!({"api_key": "phc_k", "batch": [
+            event("kept"), {"event": "$performance_event", "distinct_id": "u"}, event("kept2")
+        ]}))
+        .expect("valid");
+        let names: Vec<_> = batch.events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, ["kept", "kept2"]);
+        // Only dropped events: accepted, nothing to store, token not even looked at.
+        let only =
+            parse(&json!([{"event": "$performance_event", "distinct_id": "u"}])).expect("accepted");
+        assert!(only.events.is_empty());
+    }
+
     // ---- time ----
 
     #[test]
@@ -822,7 +980,8 @@ mod tests {
         let json = json!([{"event": "a", "distinct_id": "u", "token": "phc_k",
                            "timestamp": "2024-05-01T13:00:00Z"}]);
         let sent_at: Timestamp = "2024-05-01T13:00:01Z".parse().expect("valid");
-        let batch = parse_request(&json.to_string(), Some(sent_at), now()).expect("valid");
+        let context = RequestContext::new(now()).with_query_sent_at(Some(sent_at));
+        let batch = parse_request(&json.to_string(), &context).expect("valid");
         assert_eq!(
             batch.events[0].timestamp,
             "2024-05-01T11:59:59Z".parse::<Timestamp>().expect("valid")

@@ -37,7 +37,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use crate::config::{CollectorConfig, Limits};
 use crate::decode::{self, DecodeError, RequestMeta};
 use crate::error::CollectorError;
-use crate::payload::{self, PayloadError};
+use crate::payload::{self, PayloadError, RequestContext};
 use crate::store::{CheckpointConnection, IngestBatch, StoreError, WriteConnection};
 use crate::writer::{self, WriterSender, WriterThread};
 
@@ -48,8 +48,8 @@ const WRITER_DRAIN: Duration = Duration::from_secs(5);
 /// How long the runtime may take to cancel what is left at shutdown.
 const RUNTIME_STOP: Duration = Duration::from_secs(1);
 
-/// The single-event routes (2 MiB bodies); `/batch` is separate (20 MiB).
-const EVENT_ROUTES: [&str; 5] = ["/i/v0/e", "/e", "/capture", "/track", "/engage"];
+/// The single-event routes (2 MiB bodies); `/batch` (20 MiB) and `/engage` are separate.
+const EVENT_ROUTES: [&str; 4] = ["/i/v0/e", "/e", "/capture", "/track"];
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -65,6 +65,7 @@ struct AppState {
 enum Route {
     Batch,
     Event,
+    Engage,
 }
 
 fn router(state: AppState) -> Router {
@@ -77,6 +78,9 @@ fn router(state: AppState) -> Router {
             .route(path, capture_route(Route::Event))
             .route(&format!("{path}/"), capture_route(Route::Event));
     }
+    app = app
+        .route("/engage", capture_route(Route::Engage))
+        .route("/engage/", capture_route(Route::Engage));
     app.layer(axum::middleware::from_fn(cors)).with_state(state)
 }
 
@@ -150,7 +154,7 @@ async fn ingest(
         .map_err(|_| Rejection::Internal)?;
     let body_limit = match route {
         Route::Batch => state.limits.batch_body_bytes,
-        Route::Event => state.limits.event_body_bytes,
+        Route::Event | Route::Engage => state.limits.event_body_bytes,
     };
     let bytes = read_body(body, &headers, body_limit).await?;
     let received_at = Timestamp::now();
@@ -159,13 +163,22 @@ async fn ingest(
     let large = bytes.len() > INLINE_DECODE_BYTES;
     let project_keys = Arc::clone(&state.project_keys);
     // Decoding, validation and rendering: CPU work, moved off the runtime for large bodies.
-    let work = move || -> Result<IngestBatch, Rejection> {
+    let work = move || -> Result<Option<IngestBatch>, Rejection> {
         let decoded = decode::decode_payload(request.as_meta(), &bytes, decoded_limit)?;
-        let batch = payload::parse_request(&decoded.json, decoded.query_sent_at, received_at)?;
+        let mut context =
+            RequestContext::new(received_at).with_query_sent_at(decoded.query_sent_at);
+        if matches!(route, Route::Engage) {
+            context = context.on_engage();
+        }
+        let batch = payload::parse_request(&decoded.json, &context)?;
+        if batch.events.is_empty() {
+            // Only events PostHog drops on arrival: accepted, nothing to store.
+            return Ok(None);
+        }
         if !project_keys.is_empty() && !project_keys.contains(&batch.token) {
             return Err(Rejection::UnknownProjectKey);
         }
-        Ok(IngestBatch::new(batch, received_at))
+        Ok(Some(IngestBatch::new(batch, received_at)))
     };
     let rows = if large {
         tokio::task::spawn_blocking(work)
@@ -173,6 +186,9 @@ async fn ingest(
             .map_err(|_| Rejection::Internal)??
     } else {
         work()?
+    };
+    let Some(rows) = rows else {
+        return Ok(());
     };
     let events = rows.len();
     let inserted = state.writer.write(rows).await?;

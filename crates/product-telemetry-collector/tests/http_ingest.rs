@@ -259,6 +259,23 @@ fn payload_shapes_array_batch_and_single_event() {
 }
 
 #[test]
+fn engage_person_update_and_dropped_performance_events() {
+    let c = TestCollector::start();
+    let update = json!({"api_key": KEY, "distinct_id": "install-1", "$set": {"plan": "pro"}});
+    post_json(&c.url("/engage/"), &update).assert_ok();
+    // The same nameless object elsewhere is refused.
+    assert_eq!(post_json(&c.url("/capture/"), &update).status, 400);
+    // Only $performance_event: accepted, nothing stored.
+    let perf = json!({"event": "$performance_event", "distinct_id": "d", "api_key": KEY});
+    post_json(&c.url("/e/"), &perf).assert_ok();
+
+    let events = c.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, "$identify");
+    assert_eq!(events[0].properties["$set"], json!({"plan": "pro"}));
+}
+
+#[test]
 fn get_with_data_query_parameter() {
     let c = TestCollector::start();
     let mut e = event("from_get");
