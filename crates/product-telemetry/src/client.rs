@@ -374,7 +374,7 @@ impl ClientBuilder {
                 tx,
                 shared,
                 generation: crate::fork::generation(),
-                recipe: Mutex::new(Some(recipe)),
+                recipe: Mutex::new(recipe),
                 reborn: Mutex::new(None),
             }),
         })
@@ -429,7 +429,7 @@ struct ClientInner {
     /// The fork generation this client's worker runs in.
     generation: u64,
     /// How to start a new worker in a forked child.
-    recipe: Mutex<Option<ClientBuilder>>,
+    recipe: Mutex<ClientBuilder>,
     /// The client standing in for this one in a forked child.
     reborn: Mutex<Option<Client>>,
 }
@@ -503,7 +503,7 @@ impl Client {
         if let Some(client) = reborn.as_ref().filter(|c| c.inner.generation == generation) {
             return Some(client.clone());
         }
-        let recipe = self.inner.recipe.try_lock().ok()?.as_ref()?.recipe();
+        let recipe = self.inner.recipe.try_lock().ok()?.recipe();
         match recipe.build() {
             Ok(client) => {
                 *reborn = Some(client.clone());
@@ -540,21 +540,8 @@ impl Client {
     /// past the timeout), [`Error::Timeout`] when the worker did not answer in time.
     /// Work goes on in the background either way.
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else {
-            return Err(Error::ShutDown);
-        };
-        if !Arc::ptr_eq(&live.inner, &self.inner) {
-            return live.flush(timeout);
-        }
-        let (reply, answer) = mpsc::channel();
-        let deadline = Instant::now() + timeout;
-        self.inner
-            .shared
-            .control()
-            .flushes
-            .push(Waiter { deadline, reply });
-        self.wake();
-        wait(&answer, timeout)
+        let live = self.live().ok_or(Error::ShutDown)?;
+        live.request(timeout, |control, waiter| control.flushes.push(waiter))
     }
 
     /// Waits (at most `timeout`) until every event captured so far is written to the
@@ -562,40 +549,31 @@ impl Client {
     /// [`Error::Undelivered`] with the number of events that exist in memory only (no
     /// spool configured, or the disk refused them).
     pub fn persist(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else {
-            return Err(Error::ShutDown);
-        };
-        if !Arc::ptr_eq(&live.inner, &self.inner) {
-            return live.persist(timeout);
-        }
-        let (reply, answer) = mpsc::channel();
-        let deadline = Instant::now() + timeout;
-        self.inner
-            .shared
-            .control()
-            .persists
-            .push(Waiter { deadline, reply });
-        self.wake();
-        wait(&answer, timeout)
+        let live = self.live().ok_or(Error::ShutDown)?;
+        live.request(timeout, |control, waiter| control.persists.push(waiter))
     }
 
     /// Stops accepting events, delivers what is queued and stops the worker, waiting at
-    /// most `timeout`. Whatever is still undelivered at the deadline is counted in
+    /// most `timeout`. What is undelivered at the deadline stays in the spool (counted
+    /// in [`Stats::left_in_spool`]) or, without one, is counted in
     /// [`Stats::dropped_at_shutdown`]. Calling it again returns at once.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(live) = self.live() else {
-            return Err(Error::ShutDown);
-        };
-        if !Arc::ptr_eq(&live.inner, &self.inner) {
-            return live.shutdown(timeout);
-        }
-        let shared = &self.inner.shared;
-        if shared.closed.swap(true, Ordering::SeqCst) {
+        let live = self.live().ok_or(Error::ShutDown)?;
+        if live.inner.shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        live.request(timeout, |control, waiter| control.shutdown = Some(waiter))
+    }
+
+    /// Hands the worker a request and waits for its answer, at most `timeout`.
+    fn request(
+        &self,
+        timeout: Duration,
+        register: impl FnOnce(&mut Control, Waiter),
+    ) -> Result<(), Error> {
         let (reply, answer) = mpsc::channel();
         let deadline = Instant::now() + timeout;
-        shared.control().shutdown = Some(Waiter { deadline, reply });
+        register(&mut self.inner.shared.control(), Waiter { deadline, reply });
         self.wake();
         wait(&answer, timeout)
     }
@@ -603,8 +581,8 @@ impl Client {
     /// The client's counters.
     pub fn stats(&self) -> Stats {
         match self.live() {
-            Some(live) if !Arc::ptr_eq(&live.inner, &self.inner) => live.stats(),
-            _ => self.inner.shared.counters.snapshot(),
+            Some(live) => live.inner.shared.counters.snapshot(),
+            None => self.inner.shared.counters.snapshot(),
         }
     }
 
