@@ -149,12 +149,25 @@ fn library(event: &StoredEvent) -> String {
 }
 
 /// `key=value` pairs of the properties other than `$lib` and `$lib_version` (already shown).
+/// Properties a telemetry library adds to every event (PostHog's `$…` keys and
+/// product-telemetry's common properties): shown after the event's own.
+fn is_metadata(key: &str) -> bool {
+    key.starts_with('$')
+        || matches!(
+            key,
+            "sdk_version" | "session_id" | "os_arch" | "ci" | "ci_vendor"
+        )
+}
+
 fn abbreviate_properties(event: &StoredEvent) -> String {
     let mut out = String::new();
-    for (key, value) in &event.properties {
-        if key == "$lib" || key == "$lib_version" {
-            continue;
-        }
+    // The event's own properties first; PostHog's `$…` metadata after them.
+    let (own, meta): (Vec<_>, Vec<_>) = event
+        .properties
+        .iter()
+        .filter(|(key, _)| *key != "$lib" && *key != "$lib_version")
+        .partition(|(key, _)| !is_metadata(key));
+    for (key, value) in own.into_iter().chain(meta) {
         if !out.is_empty() {
             out.push(' ');
         }
