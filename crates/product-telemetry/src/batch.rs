@@ -38,23 +38,50 @@ struct WireEvent<'a> {
     distinct_id: &'a str,
     uuid: Uuid,
     timestamp: String,
-    properties: &'a Properties,
+    properties: Merged<'a>,
 }
 
-/// Serialises one event.
+/// An event's own properties followed by the defaults it does not set, serialised as
+/// one object without copying either map.
+struct Merged<'a> {
+    own: &'a Properties,
+    defaults: &'a Properties,
+}
+
+impl Serialize for Merged<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.own {
+            map.serialize_entry(key, value)?;
+        }
+        for (key, value) in self.defaults {
+            if !self.own.contains_key(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Serialises one event: its own properties, then each default it does not set.
 pub(crate) fn encode_event(
     name: &str,
     distinct_id: &str,
     uuid: Uuid,
     timestamp: SystemTime,
     properties: &Properties,
+    defaults: &Properties,
 ) -> Result<EncodedEvent, serde_json::Error> {
     let wire = WireEvent {
         event: name,
         distinct_id: truncate_chars(distinct_id, MAX_DISTINCT_ID_CHARS),
         uuid,
         timestamp: rfc3339(timestamp),
-        properties,
+        properties: Merged {
+            own: properties,
+            defaults,
+        },
     };
     Ok(EncodedEvent {
         uuid,
@@ -123,6 +150,7 @@ mod tests {
             Uuid::from_u128(u128::from(n)),
             SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             &props,
+            &Properties::new(),
         )
         .unwrap()
     }
@@ -164,6 +192,7 @@ mod tests {
             &id,
             Uuid::nil(),
             SystemTime::UNIX_EPOCH,
+            &Properties::new(),
             &Properties::new(),
         )
         .unwrap();

@@ -43,6 +43,31 @@ pub trait Event: Serialize + Send + 'static {
     fn size_hint(&self) -> usize {
         std::mem::size_of_val(self)
     }
+
+    /// Turns the event into its properties, on the worker. The default serialises the
+    /// event; an event that already holds a map (like [`DynamicEvent`]) hands it over.
+    fn into_properties(self) -> Result<Properties, EventError>
+    where
+        Self: Sized,
+    {
+        to_properties(&self)
+    }
+}
+
+/// Serialises an event into its properties, which must form a JSON object.
+fn to_properties<E: Event>(event: &E) -> Result<Properties, EventError> {
+    let name = || Event::name(event).to_string();
+    match serde_json::to_value(event) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(EventError::NotAnObject {
+            name: name(),
+            kind: json_kind(&other),
+        }),
+        Err(source) => Err(EventError::Serialize {
+            name: name(),
+            source,
+        }),
+    }
 }
 
 /// An event whose name and properties are decided at run time.
@@ -123,6 +148,10 @@ impl Event for DynamicEvent {
     fn size_hint(&self) -> usize {
         self.size
     }
+
+    fn into_properties(self) -> Result<Properties, EventError> {
+        Ok(self.properties)
+    }
 }
 
 /// Approximate heap and inline size of a JSON value.
@@ -162,6 +191,7 @@ pub enum EventError {
 trait ErasedEvent: Send {
     fn name(&self) -> &str;
     fn properties(&self) -> Result<Properties, EventError>;
+    fn into_properties(self: Box<Self>) -> Result<Properties, EventError>;
     fn size_hint(&self) -> usize;
 }
 
@@ -171,18 +201,11 @@ impl<E: Event> ErasedEvent for E {
     }
 
     fn properties(&self) -> Result<Properties, EventError> {
-        let name = || Event::name(self).to_string();
-        match serde_json::to_value(self) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(other) => Err(EventError::NotAnObject {
-                name: name(),
-                kind: json_kind(&other),
-            }),
-            Err(source) => Err(EventError::Serialize {
-                name: name(),
-                source,
-            }),
-        }
+        to_properties(self)
+    }
+
+    fn into_properties(self: Box<Self>) -> Result<Properties, EventError> {
+        Event::into_properties(*self)
     }
 
     fn size_hint(&self) -> usize {
@@ -219,6 +242,11 @@ impl BoxedEvent {
     /// Serialises the event's properties.
     pub fn properties(&self) -> Result<Properties, EventError> {
         self.0.properties()
+    }
+
+    /// The event's properties, consuming it (no copy for [`DynamicEvent`]).
+    pub fn into_properties(self) -> Result<Properties, EventError> {
+        self.0.into_properties()
     }
 
     /// The event's size estimate in bytes.

@@ -447,24 +447,21 @@ impl Worker {
         if message.distinct_id.is_empty() {
             return Err(format!("event {name:?} has an empty distinct id"));
         }
-        let mut properties = message.event.properties().map_err(|e| e.to_string())?;
+        let name = name.to_string();
+        let mut properties = message.event.into_properties().map_err(|e| e.to_string())?;
         if let Some(scrubber) = &self.settings.scrubber {
             scrubber.scrub_properties(&mut properties, &self.settings.trusted);
-        }
-        for (key, value) in &self.settings.properties {
-            if !properties.contains_key(key) {
-                properties.insert(key.clone(), value.clone());
-            }
         }
         let uuid = message
             .uuid
             .unwrap_or_else(|| uuid_v7_at(message.timestamp));
         let event = encode_event(
-            name,
+            &name,
             &message.distinct_id,
             uuid,
             message.timestamp,
             &properties,
+            &self.settings.properties,
         )
         .map_err(|e| format!("event {name:?} could not be serialised: {e}"))?;
         if event.json.len() > MAX_EVENT_BYTES {
