@@ -9,7 +9,29 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use end_to_end::{KEY, collector};
-use product_telemetry::{Client, DynamicEvent};
+use product_telemetry::{Client, Event};
+use serde::Serialize;
+
+/// The benchmark event: ten properties, as a typed struct (the idiomatic way).
+#[derive(Serialize)]
+struct BenchEvent {
+    client: &'static str,
+    n: usize,
+    step_type: &'static str,
+    success: bool,
+    tool_id: &'static str,
+    model: &'static str,
+    sync: bool,
+    plan_length: u32,
+    agent_type: &'static str,
+    attempt: u32,
+}
+
+impl Event for BenchEvent {
+    fn name(&self) -> &str {
+        "bench_event"
+    }
+}
 use product_telemetry_collector::{EventFilter, Store};
 
 const EVENTS: usize = 100_000;
@@ -45,17 +67,18 @@ fn main() {
     for n in 0..EVENTS {
         client.capture(
             "rust-bench",
-            DynamicEvent::new("bench_event")
-                .property("client", "product-telemetry")
-                .property("n", n)
-                .property("step_type", "llm_step")
-                .property("success", true)
-                .property("tool_id", "search")
-                .property("model", "gpt-4o-mini")
-                .property("sync", false)
-                .property("plan_length", 4)
-                .property("agent_type", "default_agent")
-                .property("attempt", 1),
+            BenchEvent {
+                client: "product-telemetry",
+                n,
+                step_type: "llm_step",
+                success: true,
+                tool_id: "search",
+                model: "gpt-4o-mini",
+                sync: false,
+                plan_length: 4,
+                agent_type: "default_agent",
+                attempt: 1,
+            },
         );
     }
     let captured_in = start.elapsed();
