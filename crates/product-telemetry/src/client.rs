@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::event::{BoxedEvent, Event, Properties};
 use crate::scrub::Scrubber;
 use crate::spool::{DEFAULT_SPOOL_MAX_AGE, DEFAULT_SPOOL_MAX_BYTES};
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Padded, Stats};
 use crate::transport::{HttpTransport, Transport, batch_url};
 use crate::worker::Worker;
 use crate::{Environment, Error};
@@ -357,7 +357,7 @@ impl ClientBuilder {
         let (tx, rx) = mpsc::sync_channel(self.max_queue_events);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
-            queued_bytes: AtomicUsize::new(0),
+            queued_bytes: Padded(AtomicUsize::new(0)),
             max_queue_bytes: self.max_queue_bytes,
             wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -386,7 +386,7 @@ impl ClientBuilder {
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Estimated bytes of events in the channel.
-    pub(crate) queued_bytes: AtomicUsize,
+    pub(crate) queued_bytes: Padded<AtomicUsize>,
     pub(crate) max_queue_bytes: usize,
     /// A wake message is in the channel; don't send another.
     pub(crate) wake_pending: AtomicBool,

@@ -207,10 +207,7 @@ impl Worker {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             } else {
                 match self.rx.recv_timeout(wait) {
-                    Ok(envelope) => {
-                        self.receive(envelope);
-                        self.drain_channel(DRAIN_PER_WAKE);
-                    }
+                    Ok(envelope) => self.drain_channel(Some(envelope), DRAIN_PER_WAKE),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => self.on_disconnect(),
                 }
@@ -395,23 +392,35 @@ impl Worker {
 
     // ---- receiving ---------------------------------------------------------------
 
-    fn receive(&mut self, envelope: Envelope) {
+    /// Handles one envelope; returns the queue bytes it released.
+    fn receive(&mut self, envelope: Envelope) -> usize {
         match envelope {
             Envelope::Event { message, size } => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.accept(message);
+                size
             }
-            Envelope::Wake => self.shared.wake_pending.store(false, Ordering::Release),
+            Envelope::Wake => {
+                self.shared.wake_pending.store(false, Ordering::Release);
+                0
+            }
         }
     }
 
-    /// Takes up to `limit` envelopes already in the channel, without waiting.
-    fn drain_channel(&mut self, limit: usize) {
+    /// Takes `first` and up to `limit` envelopes already in the channel, without
+    /// waiting, then releases their bytes from the queue's budget in one step (one
+    /// write to a line the capturing threads also write, not one per event).
+    fn drain_channel(&mut self, first: Option<Envelope>, limit: usize) {
+        let mut released = first.map_or(0, |envelope| self.receive(envelope));
         for _ in 0..limit {
             match self.rx.try_recv() {
-                Ok(envelope) => self.receive(envelope),
-                Err(_) => return,
+                Ok(envelope) => released += self.receive(envelope),
+                Err(_) => break,
             }
+        }
+        if released > 0 {
+            self.shared
+                .queued_bytes
+                .fetch_sub(released, Ordering::Relaxed);
         }
     }
 
@@ -542,7 +551,7 @@ impl Worker {
             return;
         }
         // Everything captured before the request is in the channel: take it all.
-        self.drain_channel(usize::MAX);
+        self.drain_channel(None, usize::MAX);
         self.journal();
         let memory_only = self.memory_only_events();
         for waiter in persists {
@@ -914,7 +923,7 @@ impl Worker {
         if !self.outbox.is_empty() && !out_of_time && !self.refused {
             return false;
         }
-        self.drain_channel(usize::MAX);
+        self.drain_channel(None, usize::MAX);
         self.journal();
         self.seal_all();
         let mut left = 0u64;
