@@ -297,12 +297,13 @@ impl Worker {
         self.enforce_memory_bound();
     }
 
+    /// Whether an idle rescan of the spool can happen (wakes are planned only for it).
+    fn rescan_possible(&self) -> bool {
+        self.spool.is_some() && !self.refused && self.outbox.is_empty()
+    }
+
     fn rescan_if_idle(&mut self) {
-        if self.spool.is_some()
-            && !self.refused
-            && self.outbox.is_empty()
-            && self.last_rescan.elapsed() >= RESCAN_EVERY
-        {
+        if self.rescan_possible() && self.last_rescan.elapsed() >= RESCAN_EVERY {
             self.claim_orphans();
         }
     }
@@ -960,7 +961,9 @@ impl Worker {
             .buffer_since
             .map(|since| since + self.settings.flush_interval);
         let retry = self.outbox.front().map(|b| b.not_before);
-        let rescan = self.spool.as_ref().map(|_| self.last_rescan + RESCAN_EVERY);
+        let rescan = self
+            .rescan_possible()
+            .then(|| self.last_rescan + RESCAN_EVERY);
         let deadlines = self
             .flushes
             .iter()
