@@ -25,7 +25,9 @@ pub fn config(home: &Path, host: &str) -> TelemetryConfig {
 
 /// The spool folder of [`config`].
 pub fn spool_dir(home: &Path) -> std::path::PathBuf {
-    home.join(".e2e/e2e/spool")
+    config(home, "http://127.0.0.1:1")
+        .spool_dir()
+        .expect("a home folder gives a spool folder")
 }
 
 /// Segment files waiting in the spool of [`config`].

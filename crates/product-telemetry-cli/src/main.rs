@@ -58,6 +58,13 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .init();
     let cli = Cli::parse();
+    if !product_telemetry::identity::is_valid_app_name(&cli.global.app) {
+        eprintln!(
+            "error: invalid app name {:?}: an app name is 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'",
+            cli.global.app
+        );
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Capture(args) => capture::run(&cli.global, args),
         Command::Status { json } => TelemetryCommand::Status { json }.run(&cli.global.config()),

@@ -57,9 +57,15 @@ impl GlobalOptions {
 
     /// The library configuration for these options (the key may be empty).
     pub(crate) fn config(&self) -> TelemetryConfig {
+        let notice = format!(
+            "{app}: anonymous usage data (no personal data, no IP address) is collected with product-telemetry.\n\
+             To opt out: `product-telemetry --app {app} telemetry disable`, or set DO_NOT_TRACK=1 or ANONYMIZED_TELEMETRY=false.",
+            app = self.app
+        );
         let mut config =
             TelemetryConfig::new(self.app.clone(), self.api_key.clone().unwrap_or_default())
-                .host(self.host.clone());
+                .host(self.host.clone())
+                .notice(notice);
         if let Some(version) = &self.app_version {
             config = config.app_version(version.clone());
         }

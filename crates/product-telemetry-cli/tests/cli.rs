@@ -151,7 +151,7 @@ fn capture_exits_zero_quickly_when_delivery_fails() {
     // Delivery failures are silent: the only thing on stderr is the first-run notice.
     let err = stderr(&out);
     assert!(
-        err.starts_with("product-telemetry collects anonymous usage data"),
+        err.starts_with("product-telemetry: anonymous usage data"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 2, "{err}");
@@ -263,6 +263,9 @@ fn proxy_variables_are_honoured() {
         "nothing went around the proxy"
     );
 
+    // The background delivery the first capture handed over to gives up after its
+    // `--timeout 1s`; after that nothing more reaches the proxy from it.
+    std::thread::sleep(Duration::from_millis(1500));
     let before = proxy.requests().len();
     let host = server.addr().ip().to_string();
     let cache = tempfile::tempdir().unwrap(); // fresh: no spooled event, no remembered backoff
@@ -408,4 +411,29 @@ fn an_undelivered_event_waits_in_the_spool_until_flush() {
     let json: serde_json::Value =
         serde_json::from_slice(&cli(cache.path(), &["status", "--json"], &[]).stdout).unwrap();
     assert_eq!(json["spool"]["events_waiting"], 0);
+}
+
+#[test]
+fn an_app_name_that_is_a_path_is_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    for app in ["", ".", "..", "../escape", "/abs", "a/b", ".hidden"] {
+        let out = cli(
+            cache.path(),
+            &["--app", app, "--api-key", KEY, "capture", "e"],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{app:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("app name"),
+            "{app:?}: {}",
+            stderr(&out)
+        );
+        let out = cli(cache.path(), &["--app", app, "telemetry", "disable"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{app:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

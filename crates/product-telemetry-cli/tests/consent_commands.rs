@@ -155,7 +155,13 @@ fn a_preference_that_cannot_be_saved_is_reported() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the preference could not be saved"), "{err}");
-    assert_eq!(status(home.path(), &[])["enabled"], true, "nothing changed");
+    // An unreadable preference keeps telemetry off rather than ignoring the user.
+    let report = status(home.path(), &[]);
+    assert_eq!(report["enabled"], false);
+    assert_eq!(
+        report["decided_by"],
+        "disabled (the saved preference file is unreadable)"
+    );
 
     // A file where the config folder should be.
     let home = tempfile::tempdir().unwrap();
@@ -165,14 +171,36 @@ fn a_preference_that_cannot_be_saved_is_reported() {
 }
 
 #[test]
-fn a_corrupt_preference_is_ignored_then_repaired() {
+fn a_corrupt_preference_keeps_telemetry_off_until_rewritten() {
+    let server = TestServer::ok();
+    let url = server.url();
     let home = tempfile::tempdir().unwrap();
     let path = preference(home.path());
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, "{\"enabled\": fals").unwrap();
+    // A hand-edited opt-out with a trailing comma: not valid JSON.
+    let broken = "{\n \"enabled\": false,\n}\n";
+    std::fs::write(&path, broken).unwrap();
     let report = status(home.path(), &[]);
-    assert_eq!(report["enabled"], true);
-    assert_eq!(report["decided_by"], "enabled (default)");
+    assert_eq!(report["enabled"], false);
+    assert_eq!(
+        report["decided_by"],
+        "disabled (the saved preference file is unreadable)"
+    );
+    let out = cli(
+        home.path(),
+        &["--host", &url, "--api-key", KEY, "capture", "e"],
+        &[],
+    );
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.connections(), 0, "nothing sent");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        broken,
+        "the file is left as it is"
+    );
+
+    // An explicit command repairs it.
     assert!(
         cli(home.path(), &["telemetry", "disable"], &[])
             .status
@@ -180,6 +208,15 @@ fn a_corrupt_preference_is_ignored_then_repaired() {
     );
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(saved["enabled"], false);
+    assert!(
+        cli(home.path(), &["telemetry", "enable"], &[])
+            .status
+            .success()
+    );
+    assert_eq!(
+        status(home.path(), &[])["decided_by"],
+        "enabled (saved preference)"
+    );
 }
 
 #[test]
@@ -208,7 +245,11 @@ fn the_notice_is_shown_once_on_stderr_and_stdout_never_changes() {
     assert_eq!(second.stdout, off.stdout);
     let notice = String::from_utf8_lossy(&first.stderr);
     assert!(
-        notice.contains("consent-app collects anonymous usage data"),
+        notice.contains("consent-app: anonymous usage data"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("product-telemetry --app consent-app telemetry disable"),
         "{notice}"
     );
     assert!(notice.contains("DO_NOT_TRACK=1"), "{notice}");

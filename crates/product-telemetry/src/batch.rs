@@ -41,22 +41,28 @@ struct WireEvent<'a> {
     properties: Merged<'a>,
 }
 
-/// An event's own properties followed by the defaults it does not set, serialised as
-/// one object without copying either map.
-struct Merged<'a> {
-    own: &'a Properties,
-    defaults: &'a Properties,
+/// The properties sent: the forced ones (which nothing overrides), the event's own,
+/// then the defaults it does not set — one object, without copying any map.
+pub(crate) struct Merged<'a> {
+    pub(crate) forced: &'a Properties,
+    pub(crate) own: &'a Properties,
+    pub(crate) defaults: &'a Properties,
 }
 
 impl Serialize for Merged<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.own {
+        for (key, value) in self.forced {
             map.serialize_entry(key, value)?;
         }
+        for (key, value) in self.own {
+            if !self.forced.contains_key(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
         for (key, value) in self.defaults {
-            if !self.own.contains_key(key) {
+            if !self.own.contains_key(key) && !self.forced.contains_key(key) {
                 map.serialize_entry(key, value)?;
             }
         }
@@ -70,18 +76,14 @@ pub(crate) fn encode_event(
     distinct_id: &str,
     uuid: Uuid,
     timestamp: SystemTime,
-    properties: &Properties,
-    defaults: &Properties,
+    properties: Merged<'_>,
 ) -> Result<EncodedEvent, serde_json::Error> {
     let wire = WireEvent {
         event: name,
         distinct_id: truncate_chars(distinct_id, MAX_DISTINCT_ID_CHARS),
         uuid,
         timestamp: rfc3339(timestamp),
-        properties: Merged {
-            own: properties,
-            defaults,
-        },
+        properties,
     };
     Ok(EncodedEvent {
         uuid,
@@ -149,8 +151,11 @@ mod tests {
             "user",
             Uuid::from_u128(u128::from(n)),
             SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            &props,
-            &Properties::new(),
+            Merged {
+                forced: &Properties::new(),
+                own: &props,
+                defaults: &Properties::new(),
+            },
         )
         .unwrap()
     }
@@ -192,8 +197,11 @@ mod tests {
             &id,
             Uuid::nil(),
             SystemTime::UNIX_EPOCH,
-            &Properties::new(),
-            &Properties::new(),
+            Merged {
+                forced: &Properties::new(),
+                own: &Properties::new(),
+                defaults: &Properties::new(),
+            },
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&e.json).unwrap();

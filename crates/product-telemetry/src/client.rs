@@ -109,6 +109,7 @@ pub struct ClientBuilder {
     pub(crate) request_timeout: Duration,
     pub(crate) gzip: bool,
     pub(crate) properties: Properties,
+    pub(crate) forced: Properties,
     pub(crate) debug: bool,
     pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) spool_max_bytes: u64,
@@ -152,6 +153,7 @@ impl ClientBuilder {
             request_timeout: Duration::from_secs(10),
             gzip: true,
             properties,
+            forced: Properties::new(),
             debug: std::env::var(DEBUG_ENV).is_ok_and(|v| crate::is_true_like(&v)),
             spool_dir: None,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
@@ -238,6 +240,13 @@ impl ClientBuilder {
     /// A property added to every event that does not set it itself.
     pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// A property set on every event that the event itself cannot override (the
+    /// anonymous service forces `$ip`, `$geoip_disable` and `$process_person_profile`).
+    pub fn forced_property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.forced.insert(key.into(), value.into());
         self
     }
 
@@ -330,6 +339,7 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             gzip: self.gzip,
             properties: self.properties.clone(),
+            forced: self.forced.clone(),
             debug: self.debug,
             spool_dir: self.spool_dir.clone(),
             spool_max_bytes: self.spool_max_bytes,

@@ -34,7 +34,7 @@ use crate::identity::{IdFileState, UNKNOWN_USER_ID, inspect};
 use crate::keyed_hash::SECRET_FILE_NAME;
 use crate::preference::{self, Preference};
 use crate::sent_log::read_last;
-use crate::spool::summarize;
+use crate::spool::{summarize, summarize_all};
 
 /// The consent commands.
 #[derive(Clone, Debug, clap::Subcommand)]
@@ -103,9 +103,9 @@ pub struct StatusReport {
     pub id_state: &'static str,
     /// The preference file.
     pub preference_file: Option<String>,
-    /// The spool folder.
+    /// The spool folder (every project's spool is under it).
     pub spool_dir: Option<String>,
-    /// What waits in the spool.
+    /// What waits in the spool, for every project.
     pub spool: crate::spool::SpoolSummary,
 }
 
@@ -120,7 +120,7 @@ pub fn status(config: &TelemetryConfig) -> StatusReport {
         Some(IdFileState::Unreadable(_)) => (None, "unreadable: a per-process id is used"),
         None => (None, "no home folder: a per-process id is used"),
     };
-    let spool_dir = config.spool_dir();
+    let spool_dir = config.spool_root();
     let display = |p: Option<std::path::PathBuf>| p.map(|p| p.display().to_string());
     StatusReport {
         enabled: consent.is_enabled(),
@@ -131,7 +131,7 @@ pub fn status(config: &TelemetryConfig) -> StatusReport {
         user_id,
         id_state,
         preference_file: display(config.preference_path()),
-        spool: spool_dir.as_deref().map(summarize).unwrap_or_default(),
+        spool: spool_dir.as_deref().map(summarize_all).unwrap_or_default(),
         spool_dir: display(spool_dir),
     }
 }
@@ -228,20 +228,26 @@ fn set(config: &TelemetryConfig, enabled: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Deletes the events waiting in the spool; returns how many there were.
+/// Deletes the events waiting in the spool, for every destination; returns how many
+/// there were.
 fn discard_spool(config: &TelemetryConfig) -> u64 {
-    let Some(dir) = config.spool_dir() else {
+    let Some(root) = config.spool_root() else {
         return 0;
     };
-    let waiting = summarize(&dir).events;
-    if let Ok(entries) = fs::read_dir(&dir) {
-        for entry in entries.flatten() {
+    let Ok(destinations) = fs::read_dir(&root) else {
+        return 0;
+    };
+    let mut discarded = 0;
+    for destination in destinations.flatten().filter(|e| e.path().is_dir()) {
+        let dir = destination.path();
+        discarded += summarize(&dir).events;
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
             if entry.path().extension().is_some_and(|e| e == "seg") {
                 let _ = fs::remove_file(entry.path());
             }
         }
     }
-    waiting
+    discarded
 }
 
 fn reset_id(config: &TelemetryConfig) -> ExitCode {

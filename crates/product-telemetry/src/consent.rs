@@ -34,8 +34,22 @@ pub enum ConsentSource {
     AnonymizedTelemetry(String),
     /// The user's saved preference.
     SavedPreference,
+    /// The saved preference file exists but cannot be read or parsed: telemetry stays
+    /// off until `telemetry enable` or `disable` rewrites it (privacy first).
+    UnreadablePreference,
     /// Nothing was set: the default applies.
     Default,
+}
+
+/// What the user's saved preference says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// No preference saved (or none that sets `enabled`).
+    Missing,
+    /// `telemetry enable` (`true`) or `telemetry disable` (`false`).
+    Set(bool),
+    /// The file is there but cannot be read or parsed.
+    Unreadable,
 }
 
 /// The outcome of the consent rules: enabled or not, and why.
@@ -56,7 +70,7 @@ impl Consent {
     /// Applies the rules to the application's switch (`None` when it has none) and the
     /// environment, with no saved preference.
     pub fn decide(application: Option<bool>, env: &Environment) -> Consent {
-        Consent::decide_with(application, env, || None)
+        Consent::decide_with(application, env, || Saved::Missing)
     }
 
     /// Applies every rule; `saved` is asked for the user's saved preference only when
@@ -64,7 +78,7 @@ impl Consent {
     pub fn decide_with(
         application: Option<bool>,
         env: &Environment,
-        saved: impl FnOnce() -> Option<bool>,
+        saved: impl FnOnce() -> Saved,
     ) -> Consent {
         if application == Some(false) {
             return Consent::disabled(ConsentSource::Application);
@@ -83,11 +97,15 @@ impl Consent {
                 };
             }
         }
-        if let Some(enabled) = saved() {
-            return Consent {
-                enabled,
-                source: ConsentSource::SavedPreference,
-            };
+        match saved() {
+            Saved::Set(enabled) => {
+                return Consent {
+                    enabled,
+                    source: ConsentSource::SavedPreference,
+                };
+            }
+            Saved::Unreadable => return Consent::disabled(ConsentSource::UnreadablePreference),
+            Saved::Missing => {}
         }
         Consent {
             enabled: true,
@@ -123,6 +141,9 @@ impl fmt::Display for Consent {
                 write!(f, "{state} ({ANONYMIZED_TELEMETRY}={v})")
             }
             ConsentSource::SavedPreference => write!(f, "{state} (saved preference)"),
+            ConsentSource::UnreadablePreference => {
+                write!(f, "{state} (the saved preference file is unreadable)")
+            }
             ConsentSource::Default => write!(f, "{state} (default)"),
         }
     }

@@ -46,6 +46,9 @@ const LOCK_WAIT: Duration = Duration::from_millis(500);
 /// assert_eq!(xdg_cache_home("portia", &env), Some("/home/ada/.portia".into()));
 /// ```
 pub fn xdg_cache_home(app: &str, env: &Environment) -> Option<PathBuf> {
+    if !is_valid_app_name(app) {
+        return None;
+    }
     if let Some(xdg) = env.var_os("XDG_CACHE_HOME") {
         let xdg = PathBuf::from(xdg);
         if xdg.is_absolute() {
@@ -53,6 +56,28 @@ pub fn xdg_cache_home(app: &str, env: &Environment) -> Option<PathBuf> {
         }
     }
     env.home_dir().map(|home| home.join(format!(".{app}")))
+}
+
+/// Whether `app` can name folders: non-empty, at most 64 characters of ASCII letters,
+/// digits, `-`, `_` and `.`, not starting with `.`. Anything else (a path, `..`, an
+/// empty name) would put the app's files outside its own folder, so no path is derived
+/// from it and telemetry stays off.
+///
+/// ```
+/// use product_telemetry::identity::is_valid_app_name;
+/// assert!(is_valid_app_name("portia"));
+/// assert!(is_valid_app_name("my-app_2.0"));
+/// for bad in ["", ".", "..", "../x", "/abs", "a/b", "a\\b", ".hidden"] {
+///     assert!(!is_valid_app_name(bad), "{bad:?}");
+/// }
+/// ```
+pub fn is_valid_app_name(app: &str) -> bool {
+    !app.is_empty()
+        && app.len() <= 64
+        && !app.starts_with('.')
+        && app
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The app's folder under the cache home: `<cache home>/<app>`.

@@ -96,7 +96,7 @@ mod worker;
 
 pub use batch::{MAX_BATCH_EVENTS, MAX_DISTINCT_ID_CHARS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES};
 pub use client::{Client, ClientBuilder, DEBUG_ENV, DEFAULT_HOST, DRY_RUN_ENV, Message};
-pub use consent::{Consent, ConsentSource};
+pub use consent::{Consent, ConsentSource, Saved};
 pub use environment::Environment;
 pub use error::Error;
 pub use event::{BoxedEvent, DynamicEvent, Event, EventError, Properties};

@@ -63,6 +63,9 @@ pub enum PreferenceError {
 /// assert_eq!(preference_path("myapp", &env), Some("/home/ada/.config/myapp/telemetry.json".into()));
 /// ```
 pub fn preference_path(app: &str, env: &Environment) -> Option<PathBuf> {
+    if !crate::identity::is_valid_app_name(app) {
+        return None;
+    }
     let base = env
         .var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)

@@ -27,7 +27,14 @@ fn try_append<'a>(path: &Path, events: impl Iterator<Item = &'a [u8]>) -> io::Re
         buffer.extend_from_slice(event);
         buffer.push(b'\n');
     }
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
     file.write_all(&buffer)?;
     if file.metadata()?.len() > MAX_SENT_LOG_BYTES {
         let content = fs::read(path)?;

@@ -16,11 +16,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::{Client, ClientBuilder, DEFAULT_HOST, Message};
-use crate::consent::Consent;
+use crate::consent::{Consent, Saved};
 use crate::event::{BoxedEvent, Event};
-use crate::identity::{UserId, app_cache_dir, user_id_path};
+use crate::identity::{UserId, app_cache_dir, is_valid_app_name, user_id_path};
 use crate::keyed_hash::KeyedHasher;
-use crate::preference::{self, Preference, PreferenceError, preference_path};
+use crate::preference::{self, Preference, preference_path};
 use crate::scrub::Scrubber;
 use crate::sent_log::SENT_LOG_FILE_NAME;
 use crate::stats::Stats;
@@ -188,8 +188,19 @@ impl TelemetryConfig {
         self
     }
 
-    /// The spool folder: `<cache home>/<app>/spool`.
+    /// The spool folder of this project: `<cache home>/<app>/spool/<id>`, where `<id>`
+    /// is derived from the project key, so that events waiting for one project are
+    /// never delivered to another (a changed host, such as a new proxy in front of the
+    /// same project, still delivers them).
     pub fn spool_dir(&self) -> Option<PathBuf> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.api_key.resolve(&self.env).as_bytes());
+        let id: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        self.spool_root().map(|root| root.join(id))
+    }
+
+    /// The folder holding every destination's spool: `<cache home>/<app>/spool`.
+    pub fn spool_root(&self) -> Option<PathBuf> {
         app_cache_dir(&self.app, &self.env).map(|dir| dir.join("spool"))
     }
 
@@ -237,14 +248,14 @@ impl TelemetryConfig {
             .unwrap_or_default();
         format!(
             "{app} collects anonymous usage data (no personal data, no IP address) to improve the tool.{link}\n\
-             To opt out: `{app} telemetry disable`, or set DO_NOT_TRACK=1 or ANONYMIZED_TELEMETRY=false.",
+             To opt out, set DO_NOT_TRACK=1 or ANONYMIZED_TELEMETRY=false.",
             app = self.app
         )
     }
 
     /// The consent these settings lead to: the environment, then the saved preference.
     pub fn consent(&self) -> Consent {
-        Consent::decide_with(self.enabled, &self.env, || self.preference().enabled)
+        Consent::decide_with(self.enabled, &self.env, || self.saved())
     }
 
     /// The user's saved preference file for this app.
@@ -252,15 +263,22 @@ impl TelemetryConfig {
         preference_path(&self.app, &self.env)
     }
 
-    /// The saved preference (the default when missing or unreadable).
-    fn preference(&self) -> Preference {
+    /// What the saved preference says; an unreadable file is reported as such (and
+    /// keeps telemetry off) rather than taken for "no preference".
+    fn saved(&self) -> Saved {
         let Some(path) = self.preference_path() else {
-            return Preference::default();
+            return Saved::Missing;
         };
-        preference::load(&path).unwrap_or_else(|e| {
-            log::debug!("telemetry: ignoring the saved preference: {e}");
-            Preference::default()
-        })
+        match preference::load(&path) {
+            Ok(Preference {
+                enabled: Some(on), ..
+            }) => Saved::Set(on),
+            Ok(_) => Saved::Missing,
+            Err(e) => {
+                log::debug!("telemetry: the saved preference is unreadable: {e}");
+                Saved::Unreadable
+            }
+        }
     }
 
     /// Shows the first-run notice on stderr unless it was shown before, and remembers
@@ -269,13 +287,8 @@ impl TelemetryConfig {
         let Some(path) = self.preference_path() else {
             return;
         };
-        let mut saved = match preference::load(&path) {
-            Ok(saved) => saved,
-            Err(PreferenceError::Corrupt { .. }) => Preference::default(),
-            Err(e) => {
-                log::debug!("telemetry: cannot read {}: {e}", path.display());
-                return;
-            }
+        let Ok(mut saved) = preference::load(&path) else {
+            return;
         };
         if saved.notice_shown {
             return;
@@ -315,12 +328,12 @@ impl TelemetryConfig {
     fn client_builder(&mut self) -> ClientBuilder {
         let mut builder = Client::builder(self.api_key.resolve(&self.env))
             .host(self.host.clone())
-            .property("$process_person_profile", self.person_profiles);
+            .forced_property("$process_person_profile", self.person_profiles);
         if !self.geoip {
-            builder = builder.property("$geoip_disable", true);
+            builder = builder.forced_property("$geoip_disable", true);
         }
         if !self.send_ip {
-            builder = builder.property("$ip", "0.0.0.0");
+            builder = builder.forced_property("$ip", "0.0.0.0");
         }
         if self.scrub {
             builder = builder.scrubber(Some(Scrubber::from_environment(&self.env)));
@@ -387,6 +400,13 @@ impl ProductTelemetry {
         };
         if !telemetry.consent.is_enabled() {
             log::debug!("Telemetry disabled: {}", telemetry.consent);
+            return telemetry;
+        }
+        if !is_valid_app_name(&config.app) {
+            log::warn!(
+                "telemetry is off: {:?} is not a valid app name (letters, digits, '-', '_', '.')",
+                config.app
+            );
             return telemetry;
         }
         config.show_notice_once();

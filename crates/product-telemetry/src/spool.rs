@@ -100,7 +100,7 @@ pub(crate) struct Spool {
 impl Spool {
     /// Opens (creating) the spool folder and registers this process in it.
     pub(crate) fn open(dir: &Path, max_bytes: u64, max_age: Duration) -> io::Result<Spool> {
-        fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         let instance = Uuid::new_v4().simple().to_string();
         let lock_path = dir.join(format!("{instance}.{LOCK_EXT}"));
         let lock = OpenOptions::new()
@@ -126,7 +126,7 @@ impl Spool {
         let path = self.dir.join(format!("{name}.{SEGMENT_EXT}"));
         let temp = self.dir.join(format!("{name}.{TEMP_EXT}"));
         let bytes = encode_segment(events);
-        let written = File::create(&temp).and_then(|mut f| f.write_all(&bytes));
+        let written = private_file(&temp).and_then(|mut f| f.write_all(&bytes));
         if let Err(e) = written.and_then(|()| fs::rename(&temp, &path)) {
             let _ = fs::remove_file(&temp);
             return Err(e);
@@ -299,6 +299,30 @@ impl Drop for Spool {
     }
 }
 
+/// Creates `dir` (and its parents) readable by its owner only.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates (or truncates) a file readable and writable by its owner only.
+pub(crate) fn private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 fn read_dropped(dir: &Path) -> (u64, u64) {
     let text = fs::read_to_string(dir.join(DROPPED)).unwrap_or_default();
     let mut numbers = text
@@ -365,6 +389,28 @@ pub fn summarize(dir: &Path) -> SpoolSummary {
         oldest: files.iter().filter_map(|f| f.written).min(),
         next_attempt: read_next_attempt(dir),
     }
+}
+
+/// What waits in every project's spool under `root` (`<cache>/<app>/spool`), added up.
+pub fn summarize_all(root: &Path) -> SpoolSummary {
+    let mut total = SpoolSummary::default();
+    let Ok(entries) = fs::read_dir(root) else {
+        return total;
+    };
+    for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+        let one = summarize(&entry.path());
+        total.segments += one.segments;
+        total.events += one.events;
+        total.bytes += one.bytes;
+        total.evicted += one.evicted;
+        total.corrupt += one.corrupt;
+        total.oldest = [total.oldest, one.oldest].into_iter().flatten().min();
+        total.next_attempt = [total.next_attempt, one.next_attempt]
+            .into_iter()
+            .flatten()
+            .max();
+    }
+    total
 }
 
 struct Header {

@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 use crate::Environment;
 use crate::batch::{
-    EncodedEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, encode_event, request_body,
+    EncodedEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, Merged, encode_event,
+    request_body,
 };
 use crate::client::{ClientBuilder, Envelope, Message, Shared, Waiter};
 use crate::event::Properties;
@@ -108,6 +109,7 @@ struct Settings {
     spool_max_bytes: u64,
     spool_max_age: Duration,
     honour_remembered_backoff: bool,
+    forced: Properties,
     scrubber: Option<Scrubber>,
     trusted: Vec<String>,
     dry_run: bool,
@@ -166,6 +168,7 @@ impl Worker {
             spool_max_bytes: builder.spool_max_bytes,
             spool_max_age: builder.spool_max_age,
             honour_remembered_backoff: builder.honour_remembered_backoff,
+            forced: builder.forced,
             scrubber: builder.scrubber,
             trusted: builder.trusted,
             dry_run: builder.dry_run,
@@ -470,8 +473,11 @@ impl Worker {
             &message.distinct_id,
             uuid,
             message.timestamp,
-            &properties,
-            &self.settings.properties,
+            Merged {
+                forced: &self.settings.forced,
+                own: &properties,
+                defaults: &self.settings.properties,
+            },
         )
         .map_err(|e| format!("event {name:?} could not be serialised: {e}"))?;
         if event.json.len() > MAX_EVENT_BYTES {

@@ -325,3 +325,21 @@ fn keyed_hashes_link_values_on_one_machine_without_revealing_them() {
     ));
     assert_eq!(disabled.keyed_hash("x"), None);
 }
+
+#[test]
+fn an_event_cannot_override_the_privacy_properties() {
+    let server = TestServer::ok();
+    let home = tempfile::tempdir().unwrap();
+    let telemetry = ProductTelemetry::new(config(&server, home.path()));
+    telemetry.capture(
+        DynamicEvent::new("sneaky")
+            .property("$ip", "1.2.3.4")
+            .property("$geoip_disable", false)
+            .property("$process_person_profile", true),
+    );
+    telemetry.flush(WAIT).expect("flush");
+    let props = &server.events()[0]["properties"];
+    assert_eq!(props["$ip"], "0.0.0.0");
+    assert_eq!(props["$geoip_disable"], true);
+    assert_eq!(props["$process_person_profile"], false);
+}
