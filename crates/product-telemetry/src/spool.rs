@@ -612,6 +612,32 @@ mod tests {
     }
 
     #[test]
+    fn age_bound_evicts_segments_older_than_the_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(
+            dir.path(),
+            DEFAULT_SPOOL_MAX_BYTES,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let fresh = spool.write(&events(1)).unwrap();
+        // A segment written two hours ago (its name carries its time, as uuid v7).
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        let since = two_hours_ago.duration_since(UNIX_EPOCH).unwrap();
+        let old_id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since.as_secs(),
+            since.subsec_nanos(),
+        ));
+        let old = dir.path().join(format!("{}-deadbeef.seg", old_id.simple()));
+        fs::write(&old, encode_segment(&events(4))).unwrap();
+        let (removed, evicted) = spool.enforce_bounds();
+        assert_eq!(removed, vec![old.clone()]);
+        assert_eq!(evicted, 4);
+        assert!(fresh.exists() && !old.exists());
+    }
+
+    #[test]
     fn backoff_is_remembered_across_handles() {
         let dir = tempfile::tempdir().unwrap();
         let spool =
