@@ -369,13 +369,13 @@ impl ClientBuilder {
             counters: Counters::default(),
             queued_bytes: Padded(AtomicUsize::new(0)),
             max_queue_bytes: self.max_queue_bytes,
-            wake_pending: AtomicBool::new(false),
+            sleeping: Padded(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
             control: Mutex::new(Control::default()),
         });
         let worker = Worker::new(self, url, transport, rx, Arc::clone(&shared));
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("product-telemetry".into())
             .spawn(move || worker.run())
             .map_err(Error::Spawn)?;
@@ -383,6 +383,7 @@ impl ClientBuilder {
             inner: Arc::new(ClientInner {
                 tx,
                 shared,
+                worker: handle.thread().clone(),
                 generation: crate::fork::generation(),
                 recipe: Mutex::new(recipe),
                 reborn: Mutex::new(None),
@@ -398,8 +399,9 @@ pub(crate) struct Shared {
     /// Estimated bytes of events in the channel.
     pub(crate) queued_bytes: Padded<AtomicUsize>,
     pub(crate) max_queue_bytes: usize,
-    /// A wake message is in the channel; don't send another.
-    pub(crate) wake_pending: AtomicBool,
+    /// The worker is parked with nothing to do: the next event must wake it. While it
+    /// is active it polls, and capturing threads never pay for a wake-up.
+    pub(crate) sleeping: Padded<AtomicBool>,
     /// Shutdown began: new events are refused.
     pub(crate) closed: AtomicBool,
     warned_full: AtomicBool,
@@ -430,18 +432,29 @@ pub(crate) struct Waiter {
 /// What travels in the channel.
 pub(crate) enum Envelope {
     Event { message: Message, size: usize },
-    Wake,
 }
 
 struct ClientInner {
     tx: SyncSender<Envelope>,
     shared: Arc<Shared>,
+    /// The worker thread, to unpark it.
+    worker: std::thread::Thread,
     /// The fork generation this client's worker runs in.
     generation: u64,
     /// How to start a new worker in a forked child.
     recipe: Mutex<ClientBuilder>,
     /// The client standing in for this one in a forked child.
     reborn: Mutex<Option<Client>>,
+}
+
+impl Drop for ClientInner {
+    /// The last handle is gone: close the channel and wake the worker, which then
+    /// delivers what it holds (within one request timeout) and stops.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, closed));
+        self.worker.unpark();
+    }
 }
 
 impl fmt::Debug for ClientInner {
@@ -496,7 +509,16 @@ impl Client {
             return;
         }
         match self.inner.tx.try_send(Envelope::Event { message, size }) {
-            Ok(()) => {}
+            Ok(()) => {
+                // Pairs with the worker's store before it parks: either it sees this
+                // event, or this thread sees it asleep and wakes it.
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if shared.sleeping.load(Ordering::Relaxed)
+                    && shared.sleeping.swap(false, Ordering::AcqRel)
+                {
+                    self.inner.worker.unpark();
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.dropped_full();
@@ -601,15 +623,9 @@ impl Client {
         self.inner.shared.closed.load(Ordering::Relaxed)
     }
 
-    /// Wakes the worker unless a wake is already on its way. A full channel needs no
-    /// wake: the worker is busy and will look at the control requests soon.
+    /// Wakes the worker to look at a control request.
     fn wake(&self) {
-        let shared = &self.inner.shared;
-        if !shared.wake_pending.swap(true, Ordering::AcqRel)
-            && self.inner.tx.try_send(Envelope::Wake).is_err()
-        {
-            shared.wake_pending.store(false, Ordering::Release);
-        }
+        self.inner.worker.unpark();
     }
 }
 

@@ -21,7 +21,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -45,6 +45,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(60);
 const MIN_ATTEMPT: Duration = Duration::from_millis(5);
 /// Time reserved at the end of a shutdown to finish before the caller's deadline.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(20);
+/// How often an active worker looks at the channel.
+const ACTIVE_POLL: Duration = Duration::from_millis(5);
 /// Events taken from the channel per wake-up before spooling them as one segment.
 const DRAIN_PER_WAKE: usize = 1_000;
 /// How often an idle worker looks for segments left by processes that are gone.
@@ -204,16 +206,14 @@ impl Worker {
             }
         }
         self.open_spool();
+        let mut active = false;
         loop {
             let wait = self.next_wake().saturating_duration_since(Instant::now());
             if self.disconnected {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             } else {
-                match self.rx.recv_timeout(wait) {
-                    Ok(envelope) => self.drain_channel(Some(envelope), DRAIN_PER_WAKE),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => self.on_disconnect(),
-                }
+                self.park(wait, active);
+                active = self.drain_channel(DRAIN_PER_WAKE) > 0;
             }
             self.take_control();
             self.journal();
@@ -396,29 +396,41 @@ impl Worker {
 
     // ---- receiving ---------------------------------------------------------------
 
-    /// Handles one envelope; returns the queue bytes it released.
-    fn receive(&mut self, envelope: Envelope) -> usize {
-        match envelope {
-            Envelope::Event { message, size } => {
-                self.accept(message);
-                size
-            }
-            Envelope::Wake => {
-                self.shared.wake_pending.store(false, Ordering::Release);
-                0
-            }
+    /// Waits for work. While events keep coming the worker polls (capturing threads
+    /// then never pay for waking it); once a round brings none, it says it is asleep
+    /// and parks until the next deadline, an event or a control request wakes it.
+    fn park(&mut self, wait: Duration, active: bool) {
+        if active {
+            std::thread::park_timeout(wait.min(ACTIVE_POLL));
+            return;
         }
+        self.shared.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // An event sent before the flag was visible is seen here instead.
+        if self.drain_channel(DRAIN_PER_WAKE) == 0 && !self.disconnected {
+            std::thread::park_timeout(wait);
+        }
+        self.shared.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Takes `first` and up to `limit` envelopes already in the channel, without
-    /// waiting, then releases their bytes from the queue's budget in one step (one
-    /// write to a line the capturing threads also write, not one per event).
-    fn drain_channel(&mut self, first: Option<Envelope>, limit: usize) {
-        let mut released = first.map_or(0, |envelope| self.receive(envelope));
-        for _ in 0..limit {
+    /// Takes up to `limit` envelopes already in the channel, without waiting, and
+    /// releases their bytes from the queue's budget in one step (one write to a line
+    /// the capturing threads also write, not one per event). Returns how many it took.
+    fn drain_channel(&mut self, limit: usize) -> usize {
+        let mut released = 0;
+        let mut taken = 0;
+        while taken < limit {
             match self.rx.try_recv() {
-                Ok(envelope) => released += self.receive(envelope),
-                Err(_) => break,
+                Ok(Envelope::Event { message, size }) => {
+                    self.accept(message);
+                    released += size;
+                    taken += 1;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.on_disconnect();
+                    break;
+                }
             }
         }
         if released > 0 {
@@ -426,6 +438,7 @@ impl Worker {
                 .queued_bytes
                 .fetch_sub(released, Ordering::Relaxed);
         }
+        taken
     }
 
     fn on_disconnect(&mut self) {
@@ -558,7 +571,7 @@ impl Worker {
             return;
         }
         // Everything captured before the request is in the channel: take it all.
-        self.drain_channel(None, usize::MAX);
+        self.drain_channel(usize::MAX);
         self.journal();
         let memory_only = self.memory_only_events();
         for waiter in persists {
@@ -930,7 +943,7 @@ impl Worker {
         if !self.outbox.is_empty() && !out_of_time && !self.refused {
             return false;
         }
-        self.drain_channel(None, usize::MAX);
+        self.drain_channel(usize::MAX);
         self.journal();
         self.seal_all();
         let mut left = 0u64;

@@ -1,4 +1,5 @@
-//! Disabled telemetry starts no thread. Its own test binary, with one test, so that
+//! Disabled telemetry starts no thread; enabled telemetry starts one, which exits when
+//! the service is dropped. Its own test binary, with one test, so that
 //! the process's thread count is not disturbed by other tests.
 
 use product_telemetry::{DynamicEvent, Environment, ProductTelemetry, TelemetryConfig};
@@ -38,4 +39,16 @@ fn disabled_telemetry_starts_no_thread_but_enabled_starts_one() {
     );
     assert!(enabled.is_enabled());
     assert_eq!(threads(), before + 1, "one worker thread");
+
+    // Dropping the service lets its worker finish and exit at once (nothing queued).
+    drop(enabled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while threads() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        threads(),
+        before,
+        "the worker exited after the last handle was dropped"
+    );
 }
