@@ -1,5 +1,4 @@
-//! The cost of `capture` on the caller's thread, enabled and disabled, and of
-//! initialising the service.
+//! The cost of `capture` on the caller's thread, enabled and disabled.
 //!
 //! Run: `cargo bench -p product-telemetry --bench capture`
 //!
@@ -52,12 +51,6 @@ fn config(home: &std::path::Path, extra: &[(&str, &str)]) -> TelemetryConfig {
         .host("http://127.0.0.1:9")
         .environment(Environment::from_pairs(pairs))
         .client_options(|c| c.transport(Accept))
-}
-
-fn real_http_config(home: &std::path::Path) -> TelemetryConfig {
-    TelemetryConfig::new("bench", "phc_bench_placeholder")
-        .host("http://127.0.0.1:9")
-        .environment(Environment::from_pairs([("HOME", home.as_os_str())]))
 }
 
 const CHUNK: u64 = 2_000;
@@ -138,30 +131,5 @@ fn capture(c: &mut Criterion) {
     );
 }
 
-fn startup(c: &mut Criterion) {
-    let home = tempfile::tempdir().expect("tempdir");
-    // The id file exists after the first run; later runs read it.
-    drop(ProductTelemetry::new(config(home.path(), &[])));
-    // One service at a time, as in a real process; dropping it (not timed) lets its
-    // worker exit. The real HTTP transport is built, as in production.
-    c.bench_function("startup/init_existing_id_and_start_worker", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let telemetry = ProductTelemetry::new(real_http_config(home.path()));
-                total += start.elapsed();
-                drop(black_box(telemetry));
-            }
-            total
-        })
-    });
-    c.bench_function("startup/init_disabled", |b| {
-        b.iter_with_large_drop(|| {
-            ProductTelemetry::new(config(home.path(), &[("ANONYMIZED_TELEMETRY", "false")]))
-        })
-    });
-}
-
-criterion_group!(benches, capture, startup);
+criterion_group!(benches, capture);
 criterion_main!(benches);
