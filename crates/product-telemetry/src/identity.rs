@@ -331,7 +331,7 @@ fn write_temp(dir: &Path, id: Uuid) -> io::Result<PathBuf> {
 }
 
 /// Creates a new file readable and writable by its owner only.
-fn private_file(path: &Path) -> io::Result<File> {
+pub(crate) fn private_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -342,7 +342,8 @@ fn private_file(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-fn parent(path: &Path) -> &Path {
+/// The folder holding `path` (`.` for a bare name).
+pub(crate) fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 

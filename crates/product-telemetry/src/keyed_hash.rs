@@ -41,6 +41,8 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+
+use crate::identity::{parent, private_file};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -296,22 +298,6 @@ fn write_temp(dir: &Path, secret: &[u8; SECRET_LEN]) -> io::Result<PathBuf> {
         return Err(e);
     }
     Ok(temp)
-}
-
-/// Creates a new file readable and writable by its owner only.
-fn private_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
 }
 
 fn random_secret() -> Result<[u8; SECRET_LEN], SecretError> {
