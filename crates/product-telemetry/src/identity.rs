@@ -282,23 +282,11 @@ fn repair(path: &Path) -> Result<(Uuid, IdOrigin), IdentityError> {
     };
     let dir = parent(path);
     let lock_path = dir.join(format!(".{USER_ID_FILE_NAME}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err)?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(fs::TryLockError::WouldBlock) => return Err(IdentityError::LockTimeout(lock_path)),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
-    }
+    let _lock = match lock_within(&lock_path, LOCK_WAIT) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(IdentityError::LockTimeout(lock_path)),
+        Err(e) => return Err(io_err(e)),
+    };
     // Another process may have repaired it while we waited.
     if let Ok(Some(id)) = read_id(path) {
         return Ok((id, IdOrigin::Existing));
@@ -328,6 +316,28 @@ fn write_temp(dir: &Path, id: Uuid) -> io::Result<PathBuf> {
         return Err(e);
     }
     Ok(temp)
+}
+
+/// Opens (creating) the lock file at `path` and takes its exclusive lock, waiting at
+/// most `wait` for another process to release it. `None` when the wait ran out. The
+/// lock is held until the returned file is dropped.
+pub(crate) fn lock_within(path: &Path, wait: Duration) -> io::Result<Option<File>> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(Some(lock)),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 /// Creates a new file readable and writable by its owner only.

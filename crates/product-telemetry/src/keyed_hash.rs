@@ -40,12 +40,12 @@
 //! ```
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 
-use crate::identity::{parent, private_file};
+use crate::identity::{lock_within, parent, private_file};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -247,23 +247,11 @@ fn create_exclusive(
 fn repair(path: &Path) -> Result<([u8; SECRET_LEN], SecretOrigin), SecretError> {
     let dir = parent(path);
     let lock_path = dir.join(format!(".{SECRET_FILE_NAME}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_error(&lock_path))?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(fs::TryLockError::WouldBlock) => return Err(SecretError::LockTimeout(lock_path)),
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
-        }
-    }
+    let _lock = match lock_within(&lock_path, LOCK_WAIT) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(SecretError::LockTimeout(lock_path)),
+        Err(e) => return Err(io_error(&lock_path)(e)),
+    };
     // Another process may have repaired it while we waited.
     if let Ok(Some(secret)) = read_secret(path) {
         return Ok((secret, SecretOrigin::Existing));
