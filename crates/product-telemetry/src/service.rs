@@ -20,7 +20,7 @@ use crate::consent::{Consent, Saved};
 use crate::event::{BoxedEvent, Event};
 use crate::identity::{UserId, app_cache_dir, is_valid_app_name, user_id_path};
 use crate::keyed_hash::KeyedHasher;
-use crate::preference::{self, Preference, preference_path};
+use crate::preference::{self, Preference, PreferenceError, preference_path};
 use crate::scrub::Scrubber;
 use crate::sent_log::SENT_LOG_FILE_NAME;
 use crate::stats::Stats;
@@ -255,7 +255,9 @@ impl TelemetryConfig {
 
     /// The consent these settings lead to: the environment, then the saved preference.
     pub fn consent(&self) -> Consent {
-        Consent::decide_with(self.enabled, &self.env, || self.saved())
+        Consent::decide_with(self.enabled, &self.env, || {
+            saved_in(&self.load_preference())
+        })
     }
 
     /// The user's saved preference file for this app.
@@ -263,31 +265,18 @@ impl TelemetryConfig {
         preference_path(&self.app, &self.env)
     }
 
-    /// What the saved preference says; an unreadable file is reported as such (and
-    /// keeps telemetry off) rather than taken for "no preference".
-    fn saved(&self) -> Saved {
-        let Some(path) = self.preference_path() else {
-            return Saved::Missing;
-        };
-        match preference::load(&path) {
-            Ok(Preference {
-                enabled: Some(on), ..
-            }) => Saved::Set(on),
-            Ok(_) => Saved::Missing,
-            Err(e) => {
-                log::debug!("telemetry: the saved preference is unreadable: {e}");
-                Saved::Unreadable
-            }
-        }
+    /// The preference file and what reading it gave (`None` without a config folder).
+    fn load_preference(&self) -> Option<(PathBuf, Result<Preference, PreferenceError>)> {
+        let path = self.preference_path()?;
+        let loaded = preference::load(&path);
+        Some((path, loaded))
     }
 
-    /// Shows the first-run notice on stderr unless it was shown before, and remembers
-    /// that it was (repairing a corrupt preference file on the way).
-    fn show_notice_once(&self) {
-        let Some(path) = self.preference_path() else {
-            return;
-        };
-        let Ok(mut saved) = preference::load(&path) else {
+    /// Shows the first-run notice on stderr unless the preference read at start-up
+    /// says it was shown before, and remembers that it now was. An unreadable file is
+    /// left alone (telemetry is off then anyway).
+    fn show_notice_once(&self, loaded: Option<(PathBuf, Result<Preference, PreferenceError>)>) {
+        let Some((path, Ok(mut saved))) = loaded else {
             return;
         };
         if saved.notice_shown {
@@ -359,6 +348,24 @@ impl TelemetryConfig {
     }
 }
 
+/// What a preference read says about consent; an unreadable file is reported as such
+/// (and keeps telemetry off) rather than taken for "no preference".
+fn saved_in(loaded: &Option<(PathBuf, Result<Preference, PreferenceError>)>) -> Saved {
+    match loaded {
+        Some((
+            _,
+            Ok(Preference {
+                enabled: Some(on), ..
+            }),
+        )) => Saved::Set(*on),
+        Some((_, Err(e))) => {
+            log::debug!("telemetry: the saved preference is unreadable: {e}");
+            Saved::Unreadable
+        }
+        _ => Saved::Missing,
+    }
+}
+
 #[derive(Debug)]
 struct Active {
     client: Client,
@@ -391,7 +398,11 @@ impl ProductTelemetry {
     /// Decides consent and, when enabled, reads or creates the install id and starts the
     /// worker. Never fails: a configuration error is logged and leaves telemetry off.
     pub fn new(mut config: TelemetryConfig) -> Self {
-        let consent = config.consent();
+        // The preference file is read at most once: for consent, then for the notice.
+        let mut loaded = None;
+        let consent = Consent::decide_with(config.enabled, &config.env, || {
+            saved_in(loaded.insert(config.load_preference()))
+        });
         let mut telemetry = ProductTelemetry {
             app: config.app.clone(),
             consent,
@@ -409,7 +420,7 @@ impl ProductTelemetry {
             );
             return telemetry;
         }
-        config.show_notice_once();
+        config.show_notice_once(loaded.unwrap_or_else(|| config.load_preference()));
         let client = match config.client_builder().build() {
             Ok(client) => client,
             Err(error) => {
