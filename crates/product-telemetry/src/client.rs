@@ -430,12 +430,14 @@ pub(crate) struct Waiter {
 }
 
 /// What travels in the channel.
-pub(crate) enum Envelope {
-    Event { message: Message, size: usize },
+pub(crate) struct Queued {
+    pub(crate) message: Message,
+    /// The bytes it holds in the queue's budget.
+    pub(crate) size: usize,
 }
 
 struct ClientInner {
-    tx: SyncSender<Envelope>,
+    tx: SyncSender<Queued>,
     shared: Arc<Shared>,
     /// The worker thread, to unpark it.
     worker: std::thread::Thread,
@@ -508,7 +510,7 @@ impl Client {
             self.dropped_full();
             return;
         }
-        match self.inner.tx.try_send(Envelope::Event { message, size }) {
+        match self.inner.tx.try_send(Queued { message, size }) {
             Ok(()) => {
                 // Pairs with the worker's store before it parks: either it sees this
                 // event, or this thread sees it asleep and wakes it.

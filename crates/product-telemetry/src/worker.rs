@@ -31,7 +31,7 @@ use crate::batch::{
     EncodedEvent, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, Merged, encode_event,
     request_body,
 };
-use crate::client::{ClientBuilder, Envelope, Message, Shared, Waiter};
+use crate::client::{ClientBuilder, Message, Queued, Shared, Waiter};
 use crate::event::Properties;
 use crate::retry::{Verdict, backoff, classify};
 use crate::scrub::Scrubber;
@@ -120,7 +120,7 @@ struct Settings {
 }
 
 pub(crate) struct Worker {
-    rx: Receiver<Envelope>,
+    rx: Receiver<Queued>,
     shared: Arc<Shared>,
     transport: Box<dyn Transport>,
     settings: Settings,
@@ -149,7 +149,7 @@ impl Worker {
         builder: ClientBuilder,
         url: String,
         transport: Box<dyn Transport>,
-        rx: Receiver<Envelope>,
+        rx: Receiver<Queued>,
         shared: Arc<Shared>,
     ) -> Self {
         let settings = Settings {
@@ -421,7 +421,7 @@ impl Worker {
         let mut taken = 0;
         while taken < limit {
             match self.rx.try_recv() {
-                Ok(Envelope::Event { message, size }) => {
+                Ok(Queued { message, size }) => {
                     self.accept(message);
                     released += size;
                     taken += 1;
