@@ -1,14 +1,17 @@
 //! The background worker: the one thread that encodes, spools, batches and delivers.
 //!
-//! It sleeps on the channel until an event arrives, a batch is due (`flush_at` events
-//! or `flush_interval`), a retry is due, or a flush/shutdown request wakes it. Events
+//! It parks until a batch is due (`flush_at` events or `flush_interval`), a retry is
+//! due, or a flush/shutdown request or the first event after a pause unparks it; while
+//! events flow it polls the channel every few milliseconds, so capturing threads never
+//! pay for waking it. Events
 //! it receives are encoded and — when a spool is configured — written to disk at once
 //! as a segment (write-ahead), so a crash loses at most what was still in the channel.
 //! Segments are grouped into requests; a segment's file is deleted only when the server
 //! has acknowledged it (or refused it for good).
 //!
 //! Every wait is bounded: requests get the smaller of the request timeout and the
-//! nearest caller's deadline, retries wait on the channel (never in `sleep`), and a
+//! nearest caller's deadline, retries wait in `park_timeout` (which a request cuts
+//! short), and a
 //! shutdown ends at its deadline with whatever is undelivered left in the spool.
 //! Memory is bounded: past `max_queue_bytes`, spooled segments are dropped from memory
 //! (read back when sent) and memory-only ones are dropped, oldest first, and counted.
@@ -413,7 +416,7 @@ impl Worker {
         self.shared.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Takes up to `limit` envelopes already in the channel, without waiting, and
+    /// Takes up to `limit` events already in the channel, without waiting, and
     /// releases their bytes from the queue's budget in one step (one write to a line
     /// the capturing threads also write, not one per event). Returns how many it took.
     fn drain_channel(&mut self, limit: usize) -> usize {
